@@ -1,0 +1,190 @@
+"""Keras layers that expose one encoder layer's self-attention internals.
+
+`SelfAttentionRelations` wraps a keras-hub encoder backbone (BERT, RoBERTa,
+XLM-RoBERTa, DistilBERT, ELECTRA: any functional backbone whose
+`transformer_layers` are `keras_hub.layers.TransformerEncoder`s) and returns
+the chosen layer's queries, keys, values and attention probabilities. They are
+recomputed from that layer's input hidden states with the layer's own
+projection weights. The backbone is not copied: a truncated functional view of
+it (sharing its layers and weights) computes the layer's input, so layers above
+the chosen one never run.
+"""
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+
+def _encoder_layers(backbone: keras.Model) -> list:
+    layers = getattr(backbone, "transformer_layers", None)
+    if not layers:
+        raise ValueError(
+            f"{type(backbone).__name__} has no `transformer_layers`; MiniLM "
+            "needs an encoder backbone built from keras-hub TransformerEncoder "
+            "layers (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA)."
+        )
+    for layer in layers:
+        if not hasattr(layer, "_self_attention_layer"):
+            raise ValueError(
+                f"Layer {layer.name} of {type(backbone).__name__} is not a "
+                "keras-hub TransformerEncoder; its self-attention cannot be "
+                "read."
+            )
+    return layers
+
+
+def resolve_layer_index(backbone: keras.Model, layer_index: int) -> int:
+    """Turns a (possibly negative) layer index into a 0-based one.
+
+    Args:
+        backbone: an encoder backbone.
+        layer_index: 0-based index, or negative to count from the top
+            (-1 is the last layer).
+
+    Returns:
+        The 0-based index.
+    """
+    num_layers = len(_encoder_layers(backbone))
+    index = layer_index + num_layers if layer_index < 0 else layer_index
+    if not 0 <= index < num_layers:
+        raise ValueError(
+            f"Layer index {layer_index} is out of range for a backbone with "
+            f"{num_layers} transformer layers (use 0..{num_layers - 1}, or "
+            f"-1..-{num_layers} counting from the top)."
+        )
+    return index
+
+
+def truncated_encoder(backbone: keras.Model, layer_index: int) -> keras.Model:
+    """A functional view of `backbone` that outputs one layer's input.
+
+    The returned model shares the backbone's layers and weights; it contains
+    only the operations needed to compute the input hidden states of
+    transformer layer `layer_index`, so no layer at or above it runs.
+    """
+    index = resolve_layer_index(backbone, layer_index)
+    layer = _encoder_layers(backbone)[index]
+    hidden_input = layer._inbound_nodes[0].arguments.args[0]
+    return keras.Model(
+        inputs=backbone.input,
+        outputs=hidden_input,
+        name=f"{backbone.name}_below_layer_{index}",
+    )
+
+
+@keras.saving.register_keras_serializable(package="minilm_tf")
+class SelfAttentionRelations(keras.layers.Layer):
+    """Queries, keys, values and attention of one encoder layer.
+
+    Given the backbone's usual input dict, computes the chosen layer's input
+    hidden states (running only the layers below it), applies that layer's
+    attention pre-normalisation when it has one, then its own query/key/value
+    projections.
+
+    Args:
+        backbone: a keras-hub encoder backbone.
+        layer_index: int. Which transformer layer, 0-based; negative counts
+            from the top. Defaults to -1, the last layer.
+        return_attention_probs: bool. Also return the post-softmax,
+            pre-dropout attention probabilities. Defaults to False (the losses
+            recompute them in float32).
+
+    Call returns a dict:
+        `queries`, `keys`, `values`: [batch, seq, num_heads, head_dim].
+        `attention_probs` (optional): [batch, num_heads, seq, seq].
+        `padding_mask`: the input padding mask, [batch, seq].
+
+    Examples:
+    ```python
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=100, num_layers=4, num_heads=2, hidden_dim=16,
+        intermediate_dim=32)
+    relations = SelfAttentionRelations(backbone, layer_index=2)
+    out = relations({"token_ids": np.ones((1, 8), "int32"),
+                     "segment_ids": np.zeros((1, 8), "int32"),
+                     "padding_mask": np.ones((1, 8), "int32")})
+    out["queries"].shape  # (1, 8, 2, 8)
+    ```
+    """
+
+    def __init__(
+        self,
+        backbone: keras.Model,
+        layer_index: int = -1,
+        return_attention_probs: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self.backbone = backbone
+        self.layer_index = layer_index
+        self.return_attention_probs = return_attention_probs
+        self.resolved_index = resolve_layer_index(backbone, layer_index)
+        self.encoder_layer = _encoder_layers(backbone)[self.resolved_index]
+        self.below = truncated_encoder(backbone, self.resolved_index)
+
+    @property
+    def num_heads(self) -> int:
+        return self.encoder_layer._self_attention_layer.num_heads
+
+    @property
+    def hidden_dim(self) -> int:
+        attention = self.encoder_layer._self_attention_layer
+        return attention.num_heads * attention.key_dim
+
+    @property
+    def trainable_variables_used(self) -> list:
+        """The trainable variables that the outputs depend on."""
+        attention = self.encoder_layer._self_attention_layer
+        used = list(self.below.trainable_variables)
+        if self.encoder_layer.normalize_first:
+            used += self.encoder_layer._self_attention_layer_norm.trainable_variables
+        for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
+            used += dense.trainable_variables
+        return used
+
+    def call(self, inputs: dict, training: bool | None = None) -> dict:
+        x = self.below(inputs, training=training)
+        if self.encoder_layer.normalize_first:
+            x = self.encoder_layer._self_attention_layer_norm(x)
+        attention = self.encoder_layer._self_attention_layer
+        outputs = {
+            "queries": attention.query_dense(x),
+            "keys": attention.key_dense(x),
+            "values": attention.value_dense(x),
+            "padding_mask": inputs["padding_mask"],
+        }
+        if self.return_attention_probs:
+            outputs["attention_probs"] = attention_probabilities(
+                outputs["queries"], outputs["keys"], inputs["padding_mask"]
+            )
+        return outputs
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "backbone": keras.saving.serialize_keras_object(self.backbone),
+                "layer_index": self.layer_index,
+                "return_attention_probs": self.return_attention_probs,
+            }
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SelfAttentionRelations":
+        config = dict(config)
+        config["backbone"] = keras.saving.deserialize_keras_object(config["backbone"])
+        return cls(**config)
+
+
+def attention_probabilities(
+    queries: tf.Tensor, keys: tf.Tensor, padding_mask: tf.Tensor
+) -> tf.Tensor:
+    """softmax(Q K^T / sqrt(d)) over real keys; [B, T, H, d] in, [B, H, T, T] out."""
+    scale = 1.0 / float(queries.shape[-1]) ** 0.5
+    logits = tf.einsum("bqhd,bkhd->bhqk", queries, keys) * tf.cast(scale, queries.dtype)
+    key_mask = tf.cast(padding_mask, tf.bool)[:, tf.newaxis, tf.newaxis, :]
+    logits = tf.where(key_mask, tf.cast(logits, tf.float32), -1e9)
+    return tf.nn.softmax(logits, axis=-1)
+

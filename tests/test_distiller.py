@@ -1,0 +1,109 @@
+"""MiniLMDistiller: training behaviour, validation, students, keras.distillation."""
+
+import keras
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import random_batch, tiny_encoder
+from minilm_tf import MiniLMDistiller, build_student, save_encoder
+from minilm_tf.losses import MiniLMDistillationLoss, MiniLMv1Objective, relation_model
+
+
+def _dataset(num_batches, seed):
+    batches = [random_batch(batch=8, length=16, seed=seed + i) for i in range(num_batches)]
+    merged = {k: np.concatenate([b[k] for b in batches]) for k in batches[0]}
+    return tf.data.Dataset.from_tensor_slices(merged).batch(8)
+
+
+@pytest.mark.parametrize("objective", ["minilm", "minilmv2"])
+def test_fit_trains_student_only_and_lowers_heldout_loss(objective):
+    teacher = tiny_encoder(num_layers=3, hidden_dim=32, num_heads=4, seed=1)
+    student = build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, seed=2)
+    distiller = MiniLMDistiller(
+        teacher, student, objective=objective, num_relation_heads=8 if objective == "minilmv2" else None
+    )
+    distiller.compile(optimizer=keras.optimizers.AdamW(3e-3))
+    heldout = _dataset(2, seed=100)
+    before = distiller.evaluate(heldout, return_dict=True, verbose=0)
+    teacher_weights = [w.numpy().copy() for w in teacher.backbone.weights]
+    student_weights = [w.numpy().copy() for w in student.backbone.weights]
+    history = distiller.fit(_dataset(6, seed=0), epochs=4, verbose=0)
+    after = distiller.evaluate(heldout, return_dict=True, verbose=0)
+
+    for old, new in zip(teacher_weights, teacher.backbone.weights):
+        assert np.array_equal(old, new.numpy()), new.path
+    changed = [not np.array_equal(o, n.numpy()) for o, n in zip(student_weights, student.backbone.weights)]
+    assert sum(changed) >= len(distiller.student_variables) - 2
+    assert after["loss"] < 0.9 * before["loss"]
+    expected = {"loss", *distiller.objective.component_names}
+    assert expected <= set(history.history)
+    np.testing.assert_allclose(
+        after["loss"], sum(after[name] for name in distiller.objective.component_names), rtol=1e-5
+    )
+
+
+def test_distillation_layers_and_unused_student_weights():
+    teacher = tiny_encoder(num_layers=4, seed=1)
+    student = build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, seed=2)
+    distiller = MiniLMDistiller(teacher, student, teacher_layer=2)
+    assert distiller.teacher_relations.resolved_index == 2
+    used = {v.path for v in distiller.student_variables}
+    # The last layer's feed-forward block and the pooler are not reached by the loss.
+    assert not any("feedforward" in p and "transformer_layer_1" in p for p in used)
+    assert not any("pooled_dense" in p for p in used)
+    assert any("transformer_layer_1/self_attention_layer/query" in p for p in used)
+
+
+def test_head_mismatch_and_relation_heads_errors():
+    teacher = tiny_encoder(num_layers=2, hidden_dim=32, num_heads=4)
+    student = build_student(teacher, num_layers=1, hidden_dim=16, num_heads=2)
+    with pytest.raises(ValueError, match="same number of attention heads.*minilmv2"):
+        MiniLMDistiller(teacher, student, objective="minilm")
+    with pytest.raises(ValueError, match="student hidden size 16 is not divisible by num_relation_heads=32"):
+        MiniLMDistiller(teacher, student, objective="minilmv2", num_relation_heads=32)
+    with pytest.raises(ValueError, match="different models"):
+        MiniLMDistiller(teacher, teacher)
+
+
+def test_student_from_teacher_layers_copies_weights():
+    teacher = tiny_encoder(num_layers=4, seed=3)
+    student = build_student(teacher, num_layers=2, hidden_dim=32, num_heads=4, init="teacher_layers")
+    for s_layer, t_index in zip(student.backbone.transformer_layers, [0, 3]):
+        for a, b in zip(s_layer.get_weights(), teacher.backbone.transformer_layers[t_index].get_weights()):
+            np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="init='random'"):
+        build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, init="teacher_layers")
+
+
+def test_student_saves_as_keras_hub_preset(all_minilm, tmp_path):
+    student = build_student(all_minilm, num_layers=1, hidden_dim=48, num_heads=12, seed=0)
+    target = str(tmp_path / "student")
+    save_encoder(student, target)
+    batch = {k: v[:, :8] for k, v in random_batch(batch=2, length=8).items()}
+    loaded = keras_hub.models.BertBackbone.from_preset(target)
+    np.testing.assert_allclose(
+        loaded(batch)["sequence_output"].numpy(),
+        student.backbone(batch)["sequence_output"].numpy(),
+        atol=1e-6,
+    )
+    classifier = keras_hub.models.TextClassifier.from_preset(target, num_classes=3)
+    assert classifier.predict(["a fine film", "dull"], verbose=0).shape == (2, 3)
+
+
+def test_keras_distillation_api_gives_the_same_loss():
+    teacher = tiny_encoder(num_layers=2, seed=1)
+    student = build_student(teacher, num_layers=1, hidden_dim=16, num_heads=4, seed=2)
+    batch = random_batch(batch=4, length=10)
+    ours = MiniLMDistiller(teacher, student)
+    want = float(tf.reduce_mean(ours.objective.total(ours(batch))))
+    distiller = keras.distillation.Distiller(
+        teacher=relation_model(teacher.backbone, ours.objective),
+        student=relation_model(student.backbone, ours.objective),
+        distillation_losses=MiniLMDistillationLoss(ours.objective),
+        student_loss_weight=0.0,
+    )
+    distiller.compile(optimizer="adam", loss="mse")
+    got = float(distiller.compute_loss(x=batch, y=None, training=False))
+    np.testing.assert_allclose(got, want, rtol=1e-5)

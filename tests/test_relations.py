@@ -1,0 +1,150 @@
+"""MiniLM losses against an independent numpy implementation."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from minilm_tf import losses, relations
+
+
+def np_relation(a, b, heads, length):
+    """Per-head softmax(a b^T / sqrt(d)) over the first `length` positions."""
+    d = a.shape[-1] // heads
+    out = []
+    for h in range(heads):
+        ah, bh = a[:length, h * d:(h + 1) * d], b[:length, h * d:(h + 1) * d]
+        logits = ah @ bh.T / np.sqrt(d)
+        logits -= logits.max(-1, keepdims=True)
+        p = np.exp(logits)
+        out.append(p / p.sum(-1, keepdims=True))
+    return np.stack(out)  # [heads, L, L]
+
+
+def np_kl_loss(ta, tb, sa, sb, heads, mask):
+    """Mean over examples of (mean over heads and real rows of KL(t || s))."""
+    per_example = []
+    for i in range(ta.shape[0]):
+        length = int(mask[i].sum())
+        pt = np_relation(ta[i], tb[i], heads, length)
+        ps = np_relation(sa[i], sb[i], heads, length)
+        kl = (pt * (np.log(pt) - np.log(ps))).sum(-1)  # [heads, L]
+        per_example.append(kl.mean())
+    return np.array(per_example)
+
+
+def make(batch, length, dim, seed, scale=1.0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(scale=scale, size=(batch, length, dim)).astype("float32")
+
+
+def make_mask(batch, length, seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, length + 1, size=batch)
+    lengths[0] = length
+    return (np.arange(length)[None] < lengths[:, None]).astype("int32")
+
+
+@pytest.mark.parametrize(
+    "heads,teacher_dim,student_dim", [(1, 8, 8), (4, 32, 16), (12, 48, 24), (6, 36, 12)]
+)
+def test_relation_loss_matches_numpy(heads, teacher_dim, student_dim):
+    b, t = 5, 9
+    ta, tb = make(b, t, teacher_dim, 1, 2.0), make(b, t, teacher_dim, 2, 2.0)
+    sa, sb = make(b, t, student_dim, 3), make(b, t, student_dim, 4)
+    mask = make_mask(b, t, 5)
+    got = relations.relation_loss(ta, tb, sa, sb, heads, mask).numpy()
+    want = np_kl_loss(ta, tb, sa, sb, heads, mask)
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def _features(b, t, heads, head_dim, seed):
+    rng = np.random.default_rng(seed)
+    return {
+        key: rng.normal(size=(b, t, heads, head_dim)).astype("float32")
+        for key in ("queries", "keys", "values")
+    }
+
+
+def test_v1_objective_matches_numpy_per_component():
+    b, t, heads = 4, 10, 4
+    teacher, student = _features(b, t, heads, 8, 0), _features(b, t, heads, 4, 1)
+    mask = make_mask(b, t, 2)
+    student["padding_mask"] = teacher["padding_mask"] = mask
+    flat = {k: v.reshape(b, t, -1) for k, v in teacher.items() if k != "padding_mask"}
+    sflat = {k: v.reshape(b, t, -1) for k, v in student.items() if k != "padding_mask"}
+    got = losses.MiniLMv1Objective(heads)(teacher, student)
+    np.testing.assert_allclose(
+        got["attention_loss"].numpy(),
+        np_kl_loss(flat["queries"], flat["keys"], sflat["queries"], sflat["keys"], heads, mask),
+        rtol=2e-5,
+    )
+    np.testing.assert_allclose(
+        got["value_relation_loss"].numpy(),
+        np_kl_loss(flat["values"], flat["values"], sflat["values"], sflat["values"], heads, mask),
+        rtol=2e-5,
+    )
+
+
+@pytest.mark.parametrize("relation_heads", [1, 2, 8])
+def test_v2_objective_matches_numpy_with_unequal_heads(relation_heads):
+    b, t = 3, 7
+    teacher, student = _features(b, t, 4, 8, 3), _features(b, t, 2, 8, 4)  # 32 vs 16 wide
+    mask = make_mask(b, t, 5)
+    student["padding_mask"] = teacher["padding_mask"] = mask
+    objective = losses.MiniLMv2Objective(relation_heads)
+    got = objective(teacher, student)
+    for name, key in [
+        ("query_relation_loss", "queries"),
+        ("key_relation_loss", "keys"),
+        ("value_relation_loss", "values"),
+    ]:
+        tk, sk = teacher[key].reshape(b, t, -1), student[key].reshape(b, t, -1)
+        np.testing.assert_allclose(
+            got[name].numpy(), np_kl_loss(tk, tk, sk, sk, relation_heads, mask), rtol=2e-5
+        )
+    total = objective.total(got).numpy()
+    np.testing.assert_allclose(total, sum(got[n].numpy() for n in got), rtol=1e-6)
+
+
+def test_padding_invariance():
+    b, t, dim, heads = 3, 6, 16, 4
+    ta, tb, sa, sb = (make(b, t, dim, s) for s in range(4))
+    mask = make_mask(b, t, 7)
+    base = relations.relation_loss(ta, tb, sa, sb, heads, mask).numpy()
+
+    def pad(x, extra, seed):  # garbage in the padded positions must not matter
+        noise = np.random.default_rng(seed).normal(size=(b, extra, dim)).astype("float32") * 50
+        return np.concatenate([x, noise], axis=1)
+
+    padded_mask = np.concatenate([mask, np.zeros((b, 5), "int32")], axis=1)
+    padded = relations.relation_loss(
+        pad(ta, 5, 1), pad(tb, 5, 2), pad(sa, 5, 3), pad(sb, 5, 4), heads, padded_mask
+    ).numpy()
+    np.testing.assert_allclose(padded, base, rtol=1e-5, atol=1e-7)
+
+
+def test_kl_zero_for_identical_and_positive_otherwise():
+    x, y, z = make(2, 5, 12, 0), make(2, 5, 12, 1), make(2, 5, 12, 2)
+    mask = np.array([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0]], "int32")
+    same = relations.relation_loss(x, y, x, y, 3, mask).numpy()
+    np.testing.assert_allclose(same, 0.0, atol=1e-6)
+    assert (relations.relation_loss(x, y, z, y, 3, mask).numpy() > 1e-3).all()
+
+
+def test_float32_computation_from_bfloat16_inputs():
+    x = tf.cast(make(2, 5, 8, 0), tf.bfloat16)
+    out = relations.relation_log_probs(x, x, 2, np.ones((2, 5), "int32"))
+    assert out.dtype == tf.float32
+
+
+def test_bad_relation_heads_and_head_mismatch():
+    with pytest.raises(ValueError, match="not divisible by num_relation_heads=5"):
+        losses.MiniLMv2Objective(5).validate(4, 32, 2, 16)
+    with pytest.raises(ValueError, match="same number of attention heads.*minilmv2"):
+        losses.MiniLMv1Objective(4).validate(4, 32, 2, 16)
+    with pytest.raises(ValueError, match="positive"):
+        losses.MiniLMv2Objective(0)
+    with pytest.raises(ValueError, match="only applies to 'minilmv2'"):
+        losses.make_objective("minilm", num_heads=12, num_relation_heads=48)
+    with pytest.raises(ValueError, match="Unknown loss weight"):
+        losses.MiniLMv1Objective(4, weights={"query_relation_loss": 1.0})
