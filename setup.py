@@ -21,6 +21,7 @@ setup(
         "safetensors>=0.4",
         "ml-collections>=1.0,<2",
         "matplotlib>=3.8",
+        "tensorboard>=2.21,<2.22",
     ],
     extras_require={
         "export": ["ai-edge-litert>=2.3,<3", "tensorflow-serving-api>=2.21,<2.22"],

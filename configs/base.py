@@ -1,0 +1,65 @@
+"""Every config key with its default; recipes start from here and change a few.
+
+Keys (all overridable on the command line, e.g. --config.train.steps=100):
+  teacher: load_teacher spec (built-in name, HF dir, keras-hub preset dir/name).
+  teacher_layer: teacher layer to distill from (-1 = last; negative counts down).
+  objective: "minilm" (v1: attention + value relation) or "minilmv2" (Q-Q/K-K/V-V).
+  num_relation_heads: MiniLMv2 relation heads (0 = 48); ignored by v1.
+  student: num_layers, hidden_dim, num_heads, intermediate_dim (0 = teacher's
+    ratio), init ("random" | "teacher_layers"), dropout.
+  data: sources (comma-separated files/dirs/globs, builtin:bbc_news, tfds:NAME),
+    mode ("lines" | "documents"), text_field (JSONL/TFDS key), seq_length,
+    sentence_pairs, heldout_fraction, shuffle_buffer, tokenization ("keras_hub"|"hf").
+  train: batch_size (global), steps, learning_rate, warmup_steps, weight_decay,
+    clipnorm (0 = off), seed, log_every, checkpoint_every, precision
+    ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile,
+    strategy ("default" | "mirrored" | "multi_worker" | "tpu"), tpu_address.
+  eval: heldout_batches.
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+    config = ml_collections.ConfigDict()
+    config.teacher = "all-minilm-l6-v2"
+    config.teacher_layer = -1
+    config.objective = "minilm"
+    config.num_relation_heads = 0
+
+    config.student = ml_collections.ConfigDict()
+    config.student.num_layers = 3
+    config.student.hidden_dim = 384
+    config.student.num_heads = 12
+    config.student.intermediate_dim = 0
+    config.student.init = "random"
+    config.student.dropout = 0.1
+
+    config.data = ml_collections.ConfigDict()
+    config.data.sources = "builtin:bbc_news"
+    config.data.mode = "documents"
+    config.data.text_field = "text"
+    config.data.seq_length = 128
+    config.data.sentence_pairs = False
+    config.data.heldout_fraction = 0.05
+    config.data.shuffle_buffer = 10000
+    config.data.tokenization = "keras_hub"
+
+    config.train = ml_collections.ConfigDict()
+    config.train.batch_size = 32
+    config.train.steps = 1000
+    config.train.learning_rate = 3e-4
+    config.train.warmup_steps = 100
+    config.train.weight_decay = 0.01
+    config.train.clipnorm = 1.0
+    config.train.seed = 0
+    config.train.log_every = 10
+    config.train.checkpoint_every = 50
+    config.train.precision = "float32"
+    config.train.jit_compile = False
+    config.train.strategy = "default"
+    config.train.tpu_address = ""
+
+    config.eval = ml_collections.ConfigDict()
+    config.eval.heldout_batches = 8
+    return config

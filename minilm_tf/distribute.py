@@ -1,0 +1,46 @@
+"""Choosing a `tf.distribute` strategy by name."""
+
+import json
+import os
+
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+
+
+def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute.Strategy:
+    """Returns the strategy `name`.
+
+    Args:
+        name: `default` (one device), `mirrored` (all local GPUs, or the
+            logical CPU devices configured), `multi_worker`
+            (`MultiWorkerMirroredStrategy`; cluster from the `TF_CONFIG`
+            environment variable), or `tpu` (`TPUStrategy`).
+        tpu_address: TPU name or `grpc://` address for `tpu`; empty uses the
+            environment's default (e.g. on a Cloud TPU VM, `local`).
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "strategy='multi_worker' reads the cluster from the TF_CONFIG environment "
+                'variable, e.g. {"cluster": {"worker": ["host1:port", "host2:port"]}, '
+                '"task": {"type": "worker", "index": 0}}; it is not set.'
+            )
+        json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or None)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+        except (ValueError, tf.errors.OpError, RuntimeError) as e:
+            raise RuntimeError(
+                f"No TPU reachable at {tpu_address or '(default address)'}: {e}. Pass the "
+                "TPU name or grpc:// address of a running TPU, or use another strategy."
+            ) from e
+        return tf.distribute.TPUStrategy(resolver)
+    raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")

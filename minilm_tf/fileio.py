@@ -1,0 +1,83 @@
+"""Safe file output: atomic writes and work-directory checks.
+
+A kill or a full disk during a write must never leave a file or directory
+that looks complete but is not: everything is written beside its target
+under a temporary name and renamed into place only when complete.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Iterator
+
+
+def prepare_workdir(path: str) -> str:
+    """Creates `path` if needed; clear errors when it is a file or read-only."""
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise NotADirectoryError(f"--workdir {path} exists and is a file; pass a directory.")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise PermissionError(f"Cannot create --workdir {path}: {e.strerror}.") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise PermissionError(f"--workdir {path} is not writable; choose another directory.")
+    return path
+
+
+def inside(workdir: str, relative: str) -> str:
+    """Joins `relative` onto `workdir`, refusing paths that escape it."""
+    root = os.path.realpath(workdir)
+    target = os.path.realpath(os.path.join(root, relative))
+    if os.path.commonpath([root, target]) != root:
+        raise ValueError(f"Output path {relative!r} escapes the working directory {workdir}.")
+    return target
+
+
+def atomic_write_text(path: str, text: str) -> None:
+    """Writes `text` to `path` via a temporary file, fsync and rename."""
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str, overwrite: bool = False) -> Iterator[str]:
+    """Yields a temporary directory that becomes `path` when the block succeeds.
+
+    With `overwrite=False` an existing `path` is an error; with True it is
+    replaced only after the new one is complete.
+    """
+    path = os.path.abspath(path)
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{path} already exists; refusing to overwrite it.")
+    parent = os.path.dirname(path)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.tmp-", dir=parent)
+    try:
+        yield tmp
+        if os.path.exists(path):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.old-", dir=parent)
+            os.replace(path, os.path.join(old, "x"))
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

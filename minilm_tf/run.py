@@ -1,0 +1,449 @@
+"""A complete, resumable distillation run: config in, student and report out.
+
+`run_distillation(config, workdir)` is what `tools/distill.py` calls. It
+loads the teacher, builds the student and the corpus pipeline, distills with
+`MiniLMDistiller.fit`, and writes to `workdir`:
+
+- `checkpoints/`: `tf.train.CheckpointManager` checkpoints (student, optimizer,
+  step); rerunning the same command resumes from the newest one;
+- `run_config.json`: the config; a restart with an incompatible one refuses;
+- `tensorboard/`: losses, learning rate, tokens/s;
+- `metrics.csv` and `loss_curves.png`: loss components over steps;
+- `student/`: the final student as a keras-hub preset directory;
+- `report.json`: config, steps, tokens, wall time, throughput, losses.
+
+The config is a nested mapping (an `ml_collections.ConfigDict` from
+`configs/`); see `configs/demo_cpu.py` for every key.
+"""
+
+import csv
+import json
+import math
+import os
+import signal
+import time
+from typing import Any, Mapping
+
+import keras
+import tensorflow as tf
+from absl import logging
+
+from minilm_tf import data as corpus
+from minilm_tf.distiller import MiniLMDistiller
+from minilm_tf.distribute import make_strategy
+from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
+from minilm_tf.optim import make_adamw
+from minilm_tf.student import build_student, count_params
+from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
+
+# Config keys that must not change when a run resumes.
+_IDENTITY_KEYS = (
+    ("teacher",),
+    ("teacher_layer",),
+    ("objective",),
+    ("num_relation_heads",),
+    ("student", "num_layers"),
+    ("student", "hidden_dim"),
+    ("student", "num_heads"),
+    ("student", "intermediate_dim"),
+    ("data", "seq_length"),
+)
+
+
+class RunInterrupted(Exception):
+    """Raised after a signal stopped training and a checkpoint was saved."""
+
+
+def _get(config: Mapping, path: tuple[str, ...]) -> Any:
+    for key in path:
+        config = config[key]
+    return config
+
+
+def _to_dict(config: Any) -> dict:
+    return config.to_dict() if hasattr(config, "to_dict") else json.loads(json.dumps(config))
+
+
+def validate_config(config: Mapping) -> None:
+    """Clear errors for values that cannot work."""
+    train, data = config["train"], config["data"]
+    for name, value in (
+        ("train.batch_size", train["batch_size"]),
+        ("train.steps", train["steps"]),
+        ("train.learning_rate", train["learning_rate"]),
+        ("train.checkpoint_every", train["checkpoint_every"]),
+        ("train.log_every", train["log_every"]),
+        ("data.seq_length", data["seq_length"]),
+    ):
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}.")
+    if data["seq_length"] < 8:
+        raise ValueError(f"data.seq_length={data['seq_length']} is too short; use at least 8.")
+    if not 0 < data["heldout_fraction"] < 1:
+        raise ValueError(f"data.heldout_fraction must be in (0, 1), got {data['heldout_fraction']}.")
+
+
+def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
+    """Refuses to resume a run whose teacher/student/objective changed."""
+    mismatches = []
+    for path in _IDENTITY_KEYS:
+        old, new = _get(saved, path), _get(config, path)
+        if old != new:
+            mismatches.append(f"{'.'.join(path)}: {old!r} in the saved run, {new!r} now")
+    if mismatches:
+        raise ValueError(
+            "The work directory holds a run with a different setup ("
+            + "; ".join(mismatches)
+            + "). Use a new --workdir, or restore the original values."
+        )
+
+
+def _sources(spec: str) -> list[str]:
+    """Expands `builtin:NAME` entries of a comma-separated source list."""
+    sources = []
+    for item in (s.strip() for s in spec.split(",") if s.strip()):
+        if item.startswith("builtin:"):
+            sources.extend(corpus.builtin_corpus(item.split(":", 1)[1]))
+        else:
+            sources.append(item)
+    if not sources:
+        raise ValueError("data.sources is empty; name files, globs, builtin:bbc_news or tfds:...")
+    return sources
+
+
+def _datasets(config: Mapping, teacher: LoadedEncoder, input_batch: int):
+    data, train = config["data"], config["train"]
+    texts, stats = corpus.read_text_sources(
+        _sources(data["sources"]), mode=data["mode"], text_field=data["text_field"]
+    )
+    train_texts, heldout_texts = corpus.split_heldout(texts, data["heldout_fraction"], train["seed"])
+    if isinstance(heldout_texts, list) and not heldout_texts:
+        raise ValueError("The held-out split is empty; raise data.heldout_fraction or add text.")
+    common = dict(
+        vocabulary=teacher.vocabulary,
+        lowercase=teacher.lowercase,
+        strip_accents=getattr(teacher.tokenizer, "strip_accents", None),
+        seq_length=data["seq_length"],
+        batch_size=input_batch,
+        sentence_pairs=data["sentence_pairs"],
+        tokenization=data["tokenization"],
+    )
+    train_ds = corpus.build_pretraining_dataset(
+        train_texts, seed=train["seed"], shuffle_buffer=data["shuffle_buffer"], **common
+    )
+    heldout_ds = corpus.build_pretraining_dataset(
+        heldout_texts, seed=train["seed"], shuffle_buffer=1, repeat=True, **common
+    ).take(config["eval"]["heldout_batches"])
+    heldout_ds = heldout_ds.cache()
+    return train_ds, heldout_ds, stats
+
+
+class _Signals:
+    """Turns SIGTERM/SIGINT into a flag checked between steps."""
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except ValueError:  # not the main thread: leave signals alone
+                pass
+        return self
+
+    def _handle(self, signum, frame):
+        if self.received is not None:  # second signal: give up at once
+            raise KeyboardInterrupt
+        self.received = signum
+        logging.warning("Signal %d received: saving a checkpoint, then stopping.", signum)
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+class _TrainingMonitor(keras.callbacks.Callback):
+    """Logs, writes summaries and checkpoints; stops on signals and NaN."""
+
+    def __init__(self, *, manager, step, total_steps, tokens_per_step, log_every,
+                 checkpoint_every, summary_writer, csv_path, signals):
+        super().__init__()
+        self.manager = manager
+        self.step = step
+        self.total_steps = total_steps
+        self.tokens_per_step = tokens_per_step
+        self.log_every = log_every
+        self.checkpoint_every = checkpoint_every
+        self.writer = summary_writer
+        self.csv_path = csv_path
+        self.signals = signals
+        self.last_logs: dict = {}
+        self.nonfinite_step: int | None = None
+        self._window_start = time.time()
+        self._window_steps = 0
+
+    def _save(self, step: int) -> None:
+        path = self.manager.save(checkpoint_number=step)
+        logging.info("Saved checkpoint %s", path)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step.assign_add(1)
+        step = int(self.step.numpy())
+        self._window_steps += 1
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        if not all(math.isfinite(v) for v in logs.values()):
+            self.nonfinite_step = step
+            self.model.stop_training = True
+            return
+        if step % self.log_every == 0 or step == self.total_steps:
+            self._log(step, logs)
+        if self.signals.received is not None:
+            self._save(step)
+            self.model.stop_training = True
+        elif step % self.checkpoint_every == 0 or step == self.total_steps:
+            self._save(step)
+
+    def _log(self, step: int, logs: dict) -> None:
+        elapsed = time.time() - self._window_start
+        tokens_per_s = self._window_steps * self.tokens_per_step / max(elapsed, 1e-9)
+        eta = (self.total_steps - step) * elapsed / max(self._window_steps, 1)
+        lr = float(self.model.optimizer.learning_rate)
+        parts = " ".join(f"{k}={v:.4f}" for k, v in sorted(logs.items()))
+        logging.info(
+            "step %d/%d %s lr=%.2e tokens/s=%.0f ETA %dm%02ds",
+            step, self.total_steps, parts, lr, tokens_per_s, eta // 60, eta % 60,
+        )
+        with self.writer.as_default(step=step):
+            for key, value in logs.items():
+                tf.summary.scalar(f"train/{key}", value)
+            tf.summary.scalar("train/learning_rate", lr)
+            tf.summary.scalar("train/tokens_per_second", tokens_per_s)
+        self.writer.flush()
+        new_file = not os.path.exists(self.csv_path)
+        row = {"step": step, "learning_rate": lr, "tokens_per_second": tokens_per_s, **logs}
+        with open(self.csv_path, "a", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row))
+            if new_file:
+                writer.writeheader()
+            writer.writerow(row)
+        self.last_logs = logs
+        # Report the mean over the last window, not since the start.
+        self.model.reset_metrics()
+        self._window_start, self._window_steps = time.time(), 0
+
+
+def plot_losses(csv_path: str, png_path: str) -> None:
+    """Loss components over steps, one line each, from metrics.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(csv_path, encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    steps = [int(r["step"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key in rows[0]:
+        if key.endswith("loss"):
+            ax.plot(steps, [float(r[key]) for r in rows], label=key)
+    ax.set_xlabel("step")
+    ax.set_ylabel("KL (nats)")
+    ax.set_title("MiniLM distillation losses")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(png_path + ".tmp.png", dpi=110)
+    plt.close(fig)
+    os.replace(png_path + ".tmp.png", png_path)
+
+
+def _set_precision(precision: str) -> None:
+    if precision not in ("float32", "mixed_bfloat16", "mixed_float16"):
+        raise ValueError(
+            f"precision must be float32, mixed_bfloat16 or mixed_float16, got {precision!r}."
+        )
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def _is_chief(strategy: tf.distribute.Strategy) -> bool:
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )
+
+
+def run_distillation(config: Mapping, workdir: str) -> dict:
+    """Runs (or resumes) a distillation described by `config` in `workdir`.
+
+    Returns the report dict (also written to `workdir/report.json`).
+
+    Raises:
+        RunInterrupted: after SIGTERM/SIGINT, once a checkpoint is saved.
+        FloatingPointError: when the loss became non-finite (the last good
+            checkpoint is kept).
+        ValueError: for a bad config, or one incompatible with `workdir`.
+    """
+    validate_config(config)
+    workdir = prepare_workdir(workdir)
+    config_dict = _to_dict(config)
+    config_path = os.path.join(workdir, "run_config.json")
+    if os.path.exists(config_path):
+        with open(config_path, encoding="utf-8") as f:
+            check_resume_compatible(json.load(f), config_dict)
+    train = config["train"]
+    _set_precision(train["precision"])
+    strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
+    chief = _is_chief(strategy)
+    if chief:
+        atomic_write_json(config_path, config_dict)
+
+    keras.utils.set_random_seed(train["seed"])
+    with strategy.scope():
+        teacher = load_teacher(config["teacher"])
+        max_len = teacher.backbone.max_sequence_length
+        if config["data"]["seq_length"] > max_len:
+            raise ValueError(
+                f"data.seq_length={config['data']['seq_length']} exceeds the teacher's "
+                f"position embeddings ({max_len})."
+            )
+        student_cfg = config["student"]
+        student = build_student(
+            teacher,
+            num_layers=student_cfg["num_layers"],
+            hidden_dim=student_cfg["hidden_dim"],
+            num_heads=student_cfg["num_heads"],
+            intermediate_dim=student_cfg["intermediate_dim"] or None,
+            init=student_cfg["init"],
+            dropout=student_cfg["dropout"],
+            max_sequence_length=config["data"]["seq_length"],
+            seed=train["seed"],
+        )
+        distiller = MiniLMDistiller(
+            teacher,
+            student,
+            objective=config["objective"],
+            teacher_layer=config["teacher_layer"],
+            num_relation_heads=config["num_relation_heads"] or None,
+        )
+        optimizer = make_adamw(
+            train["learning_rate"],
+            total_steps=train["steps"],
+            warmup_steps=min(train["warmup_steps"], train["steps"]),
+            weight_decay=train["weight_decay"],
+            clipnorm=train["clipnorm"],
+        )
+        distiller.compile(optimizer=optimizer, jit_compile=train["jit_compile"])
+        optimizer.build(distiller.student_variables)
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+        checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step)
+
+    checkpoint_dir = os.path.join(workdir, "checkpoints")
+    if not chief:  # every worker must save; only the chief's copy is kept
+        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}")
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step.numpy()))
+    start_step = int(step.numpy())
+
+    train_ds, heldout_ds, stats = _datasets(config, teacher, train["batch_size"])
+    padding = corpus.padding_fraction(train_ds, 4)
+    tokens_per_step = train["batch_size"] * config["data"]["seq_length"]
+
+    state_path = os.path.join(workdir, "heldout_before.json")
+    if os.path.exists(state_path):
+        with open(state_path, encoding="utf-8") as f:
+            heldout_before = json.load(f)
+    else:
+        heldout_before = distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+        if chief:
+            atomic_write_json(state_path, heldout_before)
+
+    remaining = train["steps"] - start_step
+    started = time.time()
+    monitor = None
+    if remaining > 0:
+        logging.info(
+            "Distilling %s (%d params) -> student %dx%dx%d (%d params), %s, %d steps from %d.",
+            config["teacher"], count_params(teacher.backbone), student_cfg["num_layers"],
+            student_cfg["hidden_dim"], student_cfg["num_heads"], count_params(student.backbone),
+            config["objective"], remaining, start_step,
+        )
+        writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
+        with _Signals() as signals:
+            monitor = _TrainingMonitor(
+                manager=manager, step=step, total_steps=train["steps"],
+                tokens_per_step=tokens_per_step, log_every=train["log_every"],
+                checkpoint_every=train["checkpoint_every"], summary_writer=writer,
+                csv_path=os.path.join(workdir, "metrics.csv"),
+                signals=signals,
+            )
+            distiller.fit(
+                train_ds.skip(start_step), steps_per_epoch=remaining, epochs=1,
+                callbacks=[monitor], verbose=0,
+            )
+        if monitor.nonfinite_step is not None:
+            raise FloatingPointError(
+                f"The loss became non-finite at step {monitor.nonfinite_step}; stopped without "
+                f"saving it. The last good checkpoint ({manager.latest_checkpoint}) is kept. "
+                "Lower train.learning_rate or set train.clipnorm, then rerun to resume."
+            )
+        if signals.received is not None:
+            raise RunInterrupted(
+                f"Interrupted by signal {signals.received} at step {int(step.numpy())}; "
+                "checkpoint saved. Rerun the same command to resume."
+            )
+    wall = time.time() - started
+    heldout_after = distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+    report = {
+        "config": config_dict,
+        "steps": int(step.numpy()),
+        "steps_this_session": int(step.numpy()) - start_step,
+        "resumed_from_step": start_step,
+        "tokens_seen": int(step.numpy()) * tokens_per_step,
+        "padding_fraction": padding,
+        "wall_time_s": wall,
+        "tokens_per_second": (int(step.numpy()) - start_step) * tokens_per_step / max(wall, 1e-9),
+        "final_train_losses": monitor.last_logs if monitor else None,
+        "heldout_loss_before": heldout_before,
+        "heldout_loss_after": heldout_after,
+        "teacher_params": count_params(teacher.backbone),
+        "student_params": count_params(student.backbone),
+        "corpus": vars(stats),
+        "student_dir": os.path.join(workdir, "student"),
+    }
+    if chief:
+        with atomic_directory(report["student_dir"], overwrite=True) as tmp:
+            save_encoder(student, tmp)
+        if os.path.exists(os.path.join(workdir, "metrics.csv")):
+            plot_losses(os.path.join(workdir, "metrics.csv"), os.path.join(workdir, "loss_curves.png"))
+            report["plot"] = os.path.join(workdir, "loss_curves.png")
+        atomic_write_json(os.path.join(workdir, "report.json"), report)
+    return report
+
+
+def summarize(report: Mapping) -> str:
+    """A short human-readable result of a run."""
+    before, after = report["heldout_loss_before"]["loss"], report["heldout_loss_after"]["loss"]
+    return "\n".join(
+        [
+            f"steps: {report['steps']} ({report['steps_this_session']} this session), "
+            f"tokens seen: {report['tokens_seen']:,}",
+            f"throughput: {report['tokens_per_second']:,.0f} tokens/s "
+            f"(padding {100 * report['padding_fraction']:.1f}%), wall {report['wall_time_s']:.0f} s",
+            f"held-out distillation loss: {before:.4f} before -> {after:.4f} after "
+            f"({100 * (1 - after / before):.1f}% lower)",
+            f"student ({report['student_params']:,} params, teacher "
+            f"{report['teacher_params']:,}): {report['student_dir']}",
+            f"report: {os.path.join(os.path.dirname(report['student_dir']), 'report.json')}",
+        ]
+    )
+

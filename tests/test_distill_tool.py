@@ -1,0 +1,85 @@
+"""tools/distill.py end to end on a tiny run: outputs, resume, config errors."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras_hub
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = [
+    "--config.student.num_layers=1",
+    "--config.student.hidden_dim=48",
+    "--config.train.batch_size=4",
+    "--config.data.seq_length=32",
+    "--config.train.log_every=2",
+    "--config.train.checkpoint_every=2",
+    "--config.train.warmup_steps=1",
+    "--config.eval.heldout_batches=2",
+    "--config.data.shuffle_buffer=64",
+]
+
+
+def distill(workdir, *args, check=True):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={workdir}", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(result.stdout + result.stderr[-3000:])
+    return result
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("distill")
+    first = distill(workdir, *TINY, "--config.train.steps=4")
+    return workdir, first
+
+
+def test_run_writes_student_report_events_and_plot(finished_run):
+    workdir, first = finished_run
+    assert "held-out distillation loss" in first.stdout
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["steps"] == 4 and report["tokens_seen"] == 4 * 4 * 32
+    for key in ("wall_time_s", "tokens_per_second", "heldout_loss_before", "heldout_loss_after"):
+        assert report[key]
+    assert set(report["final_train_losses"]) >= {"loss", "attention_loss", "value_relation_loss"}
+    events = [f for _, _, fs in os.walk(workdir / "tensorboard") for f in fs if "tfevents" in f]
+    assert events
+    assert (workdir / "loss_curves.png").read_bytes()[:4] == b"\x89PNG"
+    student = keras_hub.models.BertBackbone.from_preset(str(workdir / "student"))
+    assert student.num_layers == 1 and student.hidden_dim == 48
+    ids = np.array([[101, 2023, 102]], "int32")
+    out = student({"token_ids": ids, "segment_ids": ids * 0, "padding_mask": ids * 0 + 1})
+    assert out["sequence_output"].shape == (1, 3, 48)
+
+
+def test_rerun_resumes_instead_of_restarting(finished_run):
+    workdir, _ = finished_run
+    second = distill(workdir, *TINY, "--config.train.steps=6")
+    assert "Resumed from" in second.stderr and "at step 4" in second.stderr
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["steps"] == 6 and report["resumed_from_step"] == 4
+    assert report["steps_this_session"] == 2
+
+
+def test_incompatible_restart_refuses(finished_run):
+    workdir, _ = finished_run
+    result = distill(workdir, *TINY, "--config.student.hidden_dim=96", check=False)
+    assert result.returncode != 0
+    assert "student.hidden_dim: 48 in the saved run, 96 now" in result.stderr
+
+
+def test_unknown_config_key_is_a_clear_error(tmp_path):
+    result = distill(tmp_path, "--config.train.stepz=3", check=False)
+    assert result.returncode != 0
+    assert "unknown config key" in result.stderr and "stepz" in result.stderr
+
+
+def test_invalid_value_is_a_clear_error(tmp_path):
+    result = distill(tmp_path, *TINY, "--config.train.steps=0", check=False)
+    assert "train.steps must be positive, got 0" in result.stderr
