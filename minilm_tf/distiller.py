@@ -137,11 +137,28 @@ class MiniLMDistiller(keras.Model):
             scaled = self.optimizer.scale_loss(loss / replicas)
         gradients = tape.gradient(scaled, variables)
         self.optimizer.apply(gradients, variables)
-        return {m.name: m.result() for m in self.metrics}
+        return self._results()
 
     def test_step(self, data: Any) -> dict:
         self._record(self(_features(data), training=False))
-        return {m.name: m.result() for m in self.metrics}
+        return self._results()
+
+    def _results(self) -> dict:
+        results = {m.name: m.result() for m in self.metrics}
+        strategy = tf.distribute.get_strategy()
+        if getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+            # Keras averages logs across workers along axis 0, which scalars lack.
+            results = {name: value[tf.newaxis] for name, value in results.items()}
+        return results
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Keras' default averages a sample batch across replicas before
+        # building, which MultiWorkerMirroredStrategy cannot do for dict
+        # inputs. Nothing here needs a sample batch: both models are built at
+        # construction; only the optimizer needs the variables it updates.
+        if self.optimizer is not None and not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.student_variables)
 
     def get_config(self) -> dict:
         config = super().get_config()

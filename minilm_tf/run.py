@@ -25,6 +25,7 @@ import time
 from typing import Any, Mapping
 
 import keras
+import numpy as np
 import tensorflow as tf
 from absl import logging
 
@@ -192,7 +193,7 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self.step.assign_add(1)
         step = int(self.step.numpy())
         self._window_steps += 1
-        logs = {k: float(v) for k, v in (logs or {}).items()}
+        logs = {k: float(np.mean(v)) for k, v in (logs or {}).items()}
         if not all(math.isfinite(v) for v in logs.values()):
             self.nonfinite_step = step
             self.model.stop_training = True
