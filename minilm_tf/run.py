@@ -55,6 +55,10 @@ class RunInterrupted(Exception):
     """Raised after a signal stopped training and a checkpoint was saved."""
 
 
+class CheckpointWriteError(OSError):
+    """A checkpoint could not be written (e.g. disk full); the previous one is intact."""
+
+
 def _get(config: Mapping, path: tuple[str, ...]) -> Any:
     for key in path:
         config = config[key]
@@ -186,7 +190,15 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self._window_steps = 0
 
     def _save(self, step: int) -> None:
-        path = self.manager.save(checkpoint_number=step)
+        previous = self.manager.latest_checkpoint
+        try:
+            path = self.manager.save(checkpoint_number=step)
+        except (OSError, tf.errors.OpError) as e:
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint for step {step} in {self.manager.directory} "
+                f"({getattr(e, 'message', e)}). The previous checkpoint ({previous or 'none'}) "
+                "is intact; free disk space and rerun the same command to resume."
+            ) from e
         logging.info("Saved checkpoint %s", path)
 
     def on_train_batch_end(self, batch, logs=None):
@@ -324,7 +336,6 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             intermediate_dim=student_cfg["intermediate_dim"] or None,
             init=student_cfg["init"],
             dropout=student_cfg["dropout"],
-            max_sequence_length=config["data"]["seq_length"],
             seed=train["seed"],
         )
         distiller = MiniLMDistiller(
@@ -394,7 +405,8 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         if monitor.nonfinite_step is not None:
             raise FloatingPointError(
                 f"The loss became non-finite at step {monitor.nonfinite_step}; stopped without "
-                f"saving it. The last good checkpoint ({manager.latest_checkpoint}) is kept. "
+                f"saving it. The last good checkpoint ({manager.latest_checkpoint or 'none yet'}) "
+                "is kept. "
                 "Lower train.learning_rate or set train.clipnorm, then rerun to resume."
             )
         if signals.received is not None:

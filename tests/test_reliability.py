@@ -1,0 +1,214 @@
+"""Runs that survive kills, signals, full disks and NaNs; bad config values."""
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+
+import keras_hub
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from minilm_tf.fileio import atomic_directory, inside, prepare_workdir
+from minilm_tf.run import check_resume_compatible, validate_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from configs import demo_cpu  # noqa: E402
+
+
+def _tiny_args(corpus, steps, extra=()):
+    return [
+        f"--config.data.sources={corpus}",
+        "--config.data.mode=lines",
+        "--config.student.num_layers=1",
+        "--config.student.hidden_dim=48",
+        "--config.student.dropout=0.0",
+        "--config.train.batch_size=4",
+        "--config.data.seq_length=32",
+        "--config.data.heldout_fraction=0.2",
+        "--config.train.log_every=1",
+        "--config.train.checkpoint_every=2",
+        "--config.train.warmup_steps=1",
+        "--config.eval.heldout_batches=1",
+        f"--config.train.steps={steps}",
+        *extra,
+    ]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    lines = [
+        f"Sentence number {i} talks about {w} and the weather in town {i % 7}."
+        for i, w in enumerate(["cats", "markets", "music", "football", "science"] * 40)
+    ]
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return str(path)
+
+
+def _start(workdir, args, preexec_fn=None):
+    return subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={workdir}", *args],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        preexec_fn=preexec_fn,
+    )
+
+
+def _run(workdir, args, preexec_fn=None):
+    proc = _start(workdir, args, preexec_fn)
+    out, _ = proc.communicate(timeout=600)
+    return proc.returncode, out
+
+
+def _wait_for(proc, needle):
+    """Reads output until a line contains `needle`; returns all lines read."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never appeared:\n" + "".join(seen)[-3000:])
+
+
+def _student(workdir):
+    return keras_hub.models.BertBackbone.from_preset(os.path.join(workdir, "student")).get_weights()
+
+
+def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus):
+    steps = 30  # long enough that SIGTERM lands during training
+    args = _tiny_args(corpus, steps)
+    code, out = _run(tmp_path / "straight", args)
+    assert code == 0, out[-3000:]
+
+    workdir = tmp_path / "interrupted"
+    proc = _start(workdir, args)
+    _wait_for(proc, "Saved checkpoint")  # at step 2
+    time.sleep(np.random.default_rng().uniform(0, 1.5))  # a random point after it
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+
+    proc = _start(workdir, args)
+    resumed = _wait_for(proc, "tokens/s")  # first step of the resumed run
+    assert "Resumed from" in resumed
+    proc.send_signal(signal.SIGTERM)  # preemption: save, then exit
+    rest, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "Interrupted by signal 15" in rest
+    saved_step = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
+    assert saved_step >= 3  # saved where it stopped, not only at the interval
+
+    code, out = _run(workdir, args)
+    assert code == 0, out[-3000:]
+    assert f"at step {saved_step}" in out
+    report = json.loads((workdir / "report.json").read_text())
+    assert report["steps"] == steps and report["resumed_from_step"] == saved_step
+    # Same seed, same data order (the data position is restored), no dropout:
+    # float32 CPU kernels are deterministic here, so only summation-order noise
+    # may differ; 1e-5 relative bounds that with room to spare.
+    for a, b in zip(_student(tmp_path / "straight"), _student(workdir)):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_partial_checkpoint_is_ignored_and_full_disk_keeps_previous(tmp_path, corpus):
+    workdir = tmp_path / "run"
+    code, out = _run(workdir, _tiny_args(corpus, 2))
+    assert code == 0, out[-3000:]
+    checkpoints = workdir / "checkpoints"
+    # A write killed half-way leaves files the checkpoint index never names.
+    (checkpoints / "ckpt-9.index").write_bytes(b"\x00garbage")
+    (checkpoints / "ckpt-9.data-00000-of-00001").write_bytes(b"\x00" * 100)
+
+    def small_disk():  # files larger than 4 MB fail to write, like a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    code, out = _run(workdir, _tiny_args(corpus, 4), preexec_fn=small_disk)
+    assert code != 0
+    assert "Resumed from" in out and "ckpt-2 at step 2" in out  # not the partial ckpt-9
+    assert "Could not write the checkpoint for step 4" in out
+    assert "ckpt-2) is intact" in out
+    latest = tf.train.latest_checkpoint(str(checkpoints))
+    assert latest.endswith("ckpt-2")
+    tf.train.load_checkpoint(latest)  # still readable
+
+
+def test_nonfinite_loss_stops_with_message(tmp_path, corpus):
+    extra = ["--config.train.learning_rate=1e12", "--config.train.clipnorm=0"]
+    code, out = _run(tmp_path / "nan", _tiny_args(corpus, 6, extra))
+    assert code != 0
+    assert "The loss became non-finite at step" in out
+    assert not (tmp_path / "nan" / "student").exists()
+
+
+def _config(**changes):
+    config = demo_cpu.get_config()
+    for dotted, value in changes.items():
+        section, key = dotted.split("__")
+        config[section][key] = value
+    return config
+
+
+@pytest.mark.parametrize(
+    "key,value,message",
+    [
+        ("train__batch_size", 0, "train.batch_size must be positive"),
+        ("train__batch_size", -4, "train.batch_size must be positive"),
+        ("train__steps", 0, "train.steps must be positive"),
+        ("train__learning_rate", -1e-4, "train.learning_rate must be positive"),
+        ("data__seq_length", 4, "too short"),
+        ("data__heldout_fraction", 0.0, "heldout_fraction must be in"),
+    ],
+)
+def test_bad_config_values(key, value, message):
+    with pytest.raises(ValueError, match=message):
+        validate_config(_config(**{key: value}))
+
+
+def test_incompatible_resume_names_the_mismatch():
+    saved = demo_cpu.get_config().to_dict()
+    new = _config(student__num_layers=4, data__seq_length=256).to_dict()
+    with pytest.raises(ValueError, match="student.num_layers: 3 .* 4 now.*data.seq_length"):
+        check_resume_compatible(saved, new)
+
+
+def test_workdir_that_is_a_file_or_read_only(tmp_path):
+    target = tmp_path / "file"
+    target.write_text("x")
+    with pytest.raises(NotADirectoryError, match="is a file"):
+        prepare_workdir(str(target))
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(str(locked), os.W_OK):  # root ignores permission bits
+            pytest.skip("running as root: permission bits are not enforced")
+        with pytest.raises(PermissionError, match="not writable"):
+            prepare_workdir(str(locked))
+    finally:
+        locked.chmod(0o700)
+
+
+def test_paths_cannot_escape_the_workdir(tmp_path):
+    assert inside(str(tmp_path), "student") == str(tmp_path / "student")
+    with pytest.raises(ValueError, match="escapes"):
+        inside(str(tmp_path), "../outside")
+
+
+def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(str(target)) as tmp:
+            (tmp_path / "marker").write_text(tmp)
+            raise RuntimeError("killed mid-write")
+    assert not target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["marker"]
+    with atomic_directory(str(target)) as tmp:
+        (os.path.join(tmp, "a") and open(os.path.join(tmp, "a"), "w").write("1"))
+    with pytest.raises(FileExistsError):
+        with atomic_directory(str(target)):
+            pass
