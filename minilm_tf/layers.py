@@ -16,7 +16,20 @@ import keras
 import tensorflow as tf
 
 
+# Backbones whose layers cannot give MiniLM relations, and why.
+_UNSUPPORTED = {
+    "DebertaV3Backbone": "its disentangled attention adds relative-position terms, so "
+    "softmax(Q K^T) is not its attention distribution",
+    "AlbertBackbone": "it shares one set of layer weights across depth, so a layer "
+    "cannot be read or trained on its own",
+    "FNetBackbone": "it mixes tokens with Fourier transforms and has no self-attention",
+}
+
+
 def _encoder_layers(backbone: keras.Model) -> list:
+    reason = _UNSUPPORTED.get(type(backbone).__name__)
+    if reason:
+        raise ValueError(f"MiniLM cannot distill {type(backbone).__name__}: {reason}.")
     layers = getattr(backbone, "transformer_layers", None)
     if not layers:
         raise ValueError(
@@ -144,7 +157,9 @@ class SelfAttentionRelations(keras.layers.Layer):
         return used
 
     def call(self, inputs: dict, training: bool | None = None) -> dict:
-        x = self.below(inputs, training=training)
+        # Backbones without segment embeddings (RoBERTa, DistilBERT) ignore
+        # `segment_ids`, so one data pipeline serves every architecture.
+        x = self.below({name: inputs[name] for name in self.below.input}, training=training)
         if self.encoder_layer.normalize_first:
             x = self.encoder_layer._self_attention_layer_norm(x)
         attention = self.encoder_layer._self_attention_layer

@@ -125,9 +125,7 @@ def _datasets(config: Mapping, teacher: LoadedEncoder, input_batch: int):
     if isinstance(heldout_texts, list) and not heldout_texts:
         raise ValueError("The held-out split is empty; raise data.heldout_fraction or add text.")
     common = dict(
-        vocabulary=teacher.vocabulary,
-        lowercase=teacher.lowercase,
-        strip_accents=getattr(teacher.tokenizer, "strip_accents", None),
+        tokenizer=teacher.tokenizer,
         seq_length=data["seq_length"],
         batch_size=input_batch,
         sentence_pairs=data["sentence_pairs"],

@@ -247,7 +247,8 @@ def save_encoder(encoder: LoadedEncoder, directory: str) -> None:
     load it; `load_teacher(directory)` also restores the activation.
     """
     encoder.backbone.save_to_preset(directory)
-    encoder.tokenizer.save_to_preset(directory)
+    if encoder.tokenizer is not None:
+        encoder.tokenizer.save_to_preset(directory)
     metadata = dict(encoder.metadata, hidden_act=encoder.hidden_act)
     with open(os.path.join(directory, METADATA_FILE), "w", encoding="utf-8") as f:
         json.dump(metadata, f, indent=2)

@@ -102,6 +102,27 @@ def test_ids_match_keras_hub_tokenizer(hub_tokenizer, vocab, ids, sentence_pairs
     if sentence_pairs and len(expected) % (16 - 3) == 1:
         expected = expected[:-1]  # a final one-token remainder cannot form a pair
     assert _text_ids(_rows(dataset), ids) == expected
+    # Handing over the tokenizer object gives the same sequences.
+    with_tokenizer = _in_order(
+        VARIED_TEXTS, None, tokenizer=hub_tokenizer, seq_length=16, sentence_pairs=sentence_pairs
+    )
+    assert _text_ids(_rows(with_tokenizer), ids) == expected
+
+
+def test_roberta_bpe_tokenizer_frames_with_its_own_tokens():
+    vocab = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3, "<mask>": 4,
+             "a": 5, "b": 6, "\u0120": 7, "\u0120a": 8, "\u0120b": 9, "ab": 10, ".": 11}
+    tokenizer = keras_hub.models.RobertaTokenizer(
+        vocabulary=vocab, merges=["a b", "\u0120 a", "\u0120 b"]
+    )
+    rows = _rows(_in_order(["ab a b. b a ab."] * 3, None, tokenizer=tokenizer, seq_length=8))
+    for row in rows:
+        real = row["token_ids"][row["padding_mask"] == 1]
+        assert real[0] == 0 and real[-1] == 2
+        assert (row["token_ids"][row["padding_mask"] == 0] == 1).all()
+    streamed = [t for r in rows for t in r["token_ids"][r["padding_mask"] == 1] if t not in (0, 2)]
+    expected = [int(t) for _ in range(3) for t in tokenizer("ab a b. b a ab.")]
+    assert streamed == expected
 
 
 def test_hf_tokenization_matches_reference_tokenizer(model_dir, hub_tokenizer, vocab, ids):

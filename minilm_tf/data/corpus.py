@@ -43,8 +43,9 @@ __all__ = [
 def build_pretraining_dataset(
     texts: Sequence[str] | tf.data.Dataset,
     *,
-    vocabulary: Sequence[str],
-    lowercase: bool,
+    tokenizer=None,
+    vocabulary: Sequence[str] | None = None,
+    lowercase: bool = True,
     seq_length: int,
     batch_size: int,
     seed: int,
@@ -64,8 +65,11 @@ def build_pretraining_dataset(
 
     Args:
       texts: documents, as a list of strings or a dataset of scalar strings.
-      vocabulary: the teacher's WordPiece vocabulary.
-      lowercase: the teacher's casing.
+      tokenizer: the teacher's keras-hub tokenizer (any architecture: BERT
+        WordPiece, RoBERTa BPE, XLM-R SentencePiece); its start/end/pad
+        tokens frame the sequences. Alternatively give `vocabulary`.
+      vocabulary: a WordPiece vocabulary (used when `tokenizer` is None).
+      lowercase: casing for `vocabulary`.
       seq_length: tokens per sequence, including special tokens.
       batch_size: global batch size (divided per replica with `input_context`).
       seed: seed of the document and sequence shuffles.
@@ -83,13 +87,21 @@ def build_pretraining_dataset(
       A dataset of dicts of int32 `[batch, seq_length]` tensors: "token_ids",
       "segment_ids" and "padding_mask" (1 on real tokens incl. [CLS]/[SEP]).
     """
-    special = SpecialTokens.from_vocabulary(vocabulary)
     chunk_length = seq_length - (3 if sentence_pairs else 2)
     if chunk_length < (2 if sentence_pairs else 1):
         raise ValueError(f"seq_length={seq_length} leaves no room for text")
-    wordpiece_fn = make_wordpiece_fn(
-        vocabulary, lowercase=lowercase, tokenization=tokenization, strip_accents=strip_accents
-    )
+    if tokenizer is not None and tokenization == "keras_hub":
+        special = SpecialTokens.from_tokenizer(tokenizer)
+        wordpiece_fn = lambda texts: tf.cast(tokenizer(texts), tf.int32)  # noqa: E731
+    else:
+        if tokenizer is not None:
+            vocabulary, lowercase = tokenizer.get_vocabulary(), tokenizer.lowercase
+        if vocabulary is None:
+            raise ValueError("Pass the teacher's `tokenizer` or a WordPiece `vocabulary`.")
+        special = SpecialTokens.from_vocabulary(vocabulary)
+        wordpiece_fn = make_wordpiece_fn(
+            vocabulary, lowercase=lowercase, tokenization=tokenization, strip_accents=strip_accents
+        )
 
     dataset = _as_dataset(texts)
     if input_context is not None:

@@ -41,6 +41,21 @@ class SpecialTokens:
             raise ValueError(f"Vocabulary lacks special tokens {missing}")
         return cls(pad_id=index["[PAD]"], cls_id=index["[CLS]"], sep_id=index["[SEP]"])
 
+    @classmethod
+    def from_tokenizer(cls, tokenizer) -> SpecialTokens:
+        """Start/end/pad ids of any keras-hub tokenizer (BERT, RoBERTa, XLM-R...)."""
+        ids = {
+            name: getattr(tokenizer, f"{name}_token_id", None)
+            for name in ("start", "end", "pad")
+        }
+        missing = [name for name, value in ids.items() if value is None]
+        if missing:
+            raise ValueError(
+                f"{type(tokenizer).__name__} has no {', '.join(missing)} token; "
+                "packing needs start, end and padding tokens."
+            )
+        return cls(pad_id=ids["pad"], cls_id=ids["start"], sep_id=ids["end"])
+
 
 def make_wordpiece_fn(
     vocabulary: Sequence[str],
@@ -98,8 +113,10 @@ def split_sentences(document: tf.Tensor) -> tf.Tensor:
 
     Cuts only replace whitespace, which WordPiece treats as a word boundary
     anyway, so tokenising the pieces gives the tokens of the whole document.
+    Each piece after a sentence end keeps one leading space, so byte-level BPE
+    tokenizers (RoBERTa) still see its first word as space-prefixed.
     """
-    marked = tf.strings.regex_replace(document, _SENTENCE_END, "\\1\n")
+    marked = tf.strings.regex_replace(document, _SENTENCE_END, "\\1\n ")
     return tf.strings.split(marked, "\n")
 
 
