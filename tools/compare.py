@@ -1,0 +1,105 @@
+r"""Fine-tune a teacher and its students on one task and compare them.
+
+  python tools/compare.py --task rotten_tomatoes \
+      --models all-minilm-l6-v2,runs/student_l3,runs/student_l2 \
+      --workdir runs/compare_rt --epochs 3
+
+The first model is the teacher. Each model is fine-tuned with the same
+settings (all tools/finetune.py flags apply, except --model) into
+<workdir>/runs/<i>-<name>/, then a table is printed and saved as
+<workdir>/compare.json and <workdir>/compare.md, with a bar chart
+<workdir>/compare.png:
+
+  metric (test when the task's test split is labelled, else validation),
+  retention (% of the teacher's metric), parameters (backbone / total),
+  latency (ms per example, batched inference after warm-up) and speed-up.
+
+--reuse_runs reuses runs whose report.json already exists (e.g. to add a
+student to a comparison) instead of refusing the occupied directory.
+"""
+
+import gc
+import json
+import os
+import sys
+
+from absl import app, flags, logging
+
+_TOOLS = os.path.dirname(os.path.abspath(__file__))
+_REPO = os.path.dirname(_TOOLS)
+for _p in (_REPO, _TOOLS):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import finetune as finetune_tool  # noqa: E402  (tools/finetune.py: defines the shared flags)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", None, "Comma-separated model specs; the first is the teacher.")
+flags.DEFINE_bool("reuse_runs", False, "Reuse runs that already have a report.json.")
+
+COMPARE_JSON = "compare.json"
+COMPARE_MD = "compare.md"
+COMPARE_PNG = "compare.png"
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    missing = [f"--{n}" for n in ("models", "task", "workdir") if not getattr(FLAGS, n)]
+    if missing:
+        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+    if FLAGS.model:
+        raise app.UsageError("Use --models (comma-separated), not --model.")
+    import keras
+
+    from minilm_tf.tasks.finetune import (REPORT_FILE, comparison_chart, comparison_markdown,
+                                          comparison_rows, model_slug, run_finetune)
+
+    models = [m.strip() for m in FLAGS.models if m.strip()]
+    workdir = os.path.abspath(FLAGS.workdir)
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        print(f"error: workdir {workdir} exists and is not a directory.", file=sys.stderr)
+        return 1
+    outputs = [os.path.join(workdir, n) for n in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG)]
+    if any(os.path.exists(p) for p in outputs) and not FLAGS.overwrite:
+        print(f"error: {workdir} already holds a comparison; use a new --workdir or "
+              "--overwrite.", file=sys.stderr)
+        return 1
+    os.makedirs(os.path.join(workdir, "runs"), exist_ok=True)
+
+    reports = []
+    for i, spec in enumerate(models):
+        run_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
+        report_path = os.path.join(run_dir, REPORT_FILE)
+        if FLAGS.reuse_runs and os.path.exists(report_path):
+            logging.info("reusing %s", report_path)
+            with open(report_path, encoding="utf-8") as f:
+                report = json.load(f)
+        else:
+            logging.info("[%d/%d] fine-tuning %s", i + 1, len(models), spec)
+            try:
+                report = run_finetune(finetune_tool.config_from_flags(spec, run_dir),
+                                      log_fn=logging.info)
+            except finetune_tool.USER_ERRORS as e:
+                print(f"error ({spec}): {e}", file=sys.stderr)
+                return 1
+            report = {k: v for k, v in report.items() if not k.startswith("_")}
+            keras.backend.clear_session()
+            gc.collect()
+        report["_workdir"] = run_dir
+        reports.append(report)
+
+    rows = comparison_rows(reports, models)
+    table = comparison_markdown(rows, FLAGS.task)
+    print(table)
+    with open(outputs[0], "w", encoding="utf-8") as f:
+        json.dump({"task": FLAGS.task, "teacher": models[0], "rows": rows}, f, indent=2)
+    with open(outputs[1], "w", encoding="utf-8") as f:
+        f.write(table)
+    comparison_chart(rows, outputs[2], FLAGS.task)
+    print(f"wrote {outputs[0]}, {outputs[1]}, {outputs[2]}")
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
