@@ -14,7 +14,11 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
     clipnorm (0 = off), seed, log_every, checkpoint_every, precision
     ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile,
     strategy ("default" | "mirrored" | "multi_worker" | "tpu"), tpu_address.
-  eval: heldout_batches.
+  eval: heldout_batches; reference_teacher (a teacher spec the final student is
+    also evaluated against, e.g. the original teacher of an assistant stage)
+    and reference_teacher_layer.
+  assistant: mode ("off" | "on" | "auto": the paper's rule) and steps_fraction
+    (share of train.steps spent on stage 1, teacher -> assistant).
 """
 
 import ml_collections
@@ -62,4 +66,10 @@ def get_config() -> ml_collections.ConfigDict:
 
     config.eval = ml_collections.ConfigDict()
     config.eval.heldout_batches = 8
+    config.eval.reference_teacher = ""
+    config.eval.reference_teacher_layer = -1
+
+    config.assistant = ml_collections.ConfigDict()
+    config.assistant.mode = "off"
+    config.assistant.steps_fraction = 0.5
     return config

@@ -414,6 +414,18 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             )
     wall = time.time() - started
     heldout_after = distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+    reference = None
+    if config["eval"]["reference_teacher"]:
+        with strategy.scope():
+            reference_distiller = MiniLMDistiller(
+                load_teacher(config["eval"]["reference_teacher"]),
+                student,
+                objective=config["objective"],
+                teacher_layer=config["eval"]["reference_teacher_layer"],
+                num_relation_heads=config["num_relation_heads"] or None,
+            )
+            reference_distiller.compile()
+        reference = reference_distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
     report = {
         "config": config_dict,
         "steps": int(step.numpy()),
@@ -426,6 +438,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         "final_train_losses": monitor.last_logs if monitor else None,
         "heldout_loss_before": heldout_before,
         "heldout_loss_after": heldout_after,
+        "heldout_loss_vs_reference_teacher": reference,
         "teacher_params": count_params(teacher.backbone),
         "student_params": count_params(student.backbone),
         "corpus": vars(stats),

@@ -15,6 +15,12 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
+from minilm_tf.assistant import (  # noqa: E402
+    ROUTES,
+    choose_route,
+    run_with_assistant,
+    summarize_assistant,
+)
 from minilm_tf.run import RunInterrupted, run_distillation, summarize  # noqa: E402
 
 def _unknown_key(error: Exception) -> None:
@@ -32,6 +38,11 @@ try:  # config_flags reads the --config.* overrides from sys.argv right here
 except (AttributeError, KeyError) as e:
     _unknown_key(e)
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory (resumed when it exists).")
+_ASSISTANT = flags.DEFINE_enum(
+    "assistant", None, list(ROUTES),
+    "Teacher-assistant route (overrides config.assistant.mode): off, on, or auto (the paper's "
+    "rule: an assistant when the student has at most half the teacher's layers and width).",
+)
 
 
 def _parse_flags(argv: list[str]) -> list[str]:
@@ -47,12 +58,19 @@ def _parse_flags(argv: list[str]) -> list[str]:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    config = _CONFIG.value
+    use_assistant, reason = choose_route(config, _ASSISTANT.value or config.assistant.mode)
+    logging.info("Route: %s.", reason)
     try:
-        report = run_distillation(_CONFIG.value, _WORKDIR.value)
+        if use_assistant:
+            report = run_with_assistant(config, _WORKDIR.value, run_distillation)
+        else:
+            report = run_distillation(config, _WORKDIR.value)
     except RunInterrupted as e:
         logging.warning("%s", e)
         sys.exit(130)
-    print(summarize(report))
+    print(f"route: {reason}")
+    print(summarize_assistant(report) if use_assistant else summarize(report))
     print(
         "next: fine-tune and evaluate the student with\n"
         f"  python tools/finetune.py --model {report['student_dir']} --task rotten_tomatoes "
