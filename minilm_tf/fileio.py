@@ -81,3 +81,24 @@ def atomic_directory(path: str, overwrite: bool = False) -> Iterator[str]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def load_keras_archive(path: str) -> "keras.Model":
+    """Loads a `.keras` archive with Keras `safe_mode` on: no code runs.
+
+    Archives holding code (a Lambda layer, a pickled function) are refused
+    with a message instead of being executed.
+    """
+    import keras
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"No Keras archive at {path}.")
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "safe_mode" in str(e) or "lambda" in str(e).lower():
+            raise ValueError(
+                f"{path} contains code (e.g. a Lambda layer), which minilm_tf never executes "
+                "when loading. Rebuild the model from registered layers instead."
+            ) from e
+        raise

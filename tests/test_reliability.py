@@ -212,3 +212,19 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
     with pytest.raises(FileExistsError):
         with atomic_directory(str(target)):
             pass
+
+
+def test_keras_archive_with_lambda_is_refused(tmp_path):
+    import keras
+
+    from minilm_tf.fileio import load_keras_archive
+
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    path = str(tmp_path / "evil.keras")
+    model.save(path)
+    with pytest.raises(ValueError, match="contains code .* never executes"):
+        load_keras_archive(path)
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    plain.save(str(tmp_path / "ok.keras"))
+    assert load_keras_archive(str(tmp_path / "ok.keras")).output_shape == (None, 2)

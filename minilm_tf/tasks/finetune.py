@@ -544,7 +544,7 @@ def load_finetuned(workdir_or_model_dir: str):
     if os.path.isfile(os.path.join(path, MODEL_KERAS_FILE)):
         with open(os.path.join(path, LABELS_FILE), encoding="utf-8") as f:
             labels = json.load(f)
-        return keras.saving.load_model(os.path.join(path, MODEL_KERAS_FILE)), None, labels
+        return fileio.load_keras_archive(os.path.join(path, MODEL_KERAS_FILE)), None, labels
     with open(os.path.join(path, LABELS_FILE), encoding="utf-8") as f:
         labels = json.load(f)
     model = keras_hub.models.TextClassifier.from_preset(path)
