@@ -81,7 +81,7 @@ MODEL_KERAS_FILE = "model.keras"
 RUN_OUTPUTS = (REPORT_FILE, LABELS_FILE, MODEL_DIR, MODEL_KERAS_FILE)
 
 QA_TASK_NAMES = ("squad", "squad_v1", "squad_v1.1", "squad1", "squad_v2", "squad_v2.0",
-                 "squad2", "qa")
+                 "squad2", "squad/v1.1", "squad/v2.0", "qa")
 QA_HOOK_MODULES = ("minilm_tf.tasks.squad_finetune", "minilm_tf.tasks.squad")
 QA_HOOK_FUNCTION = "finetune_qa"
 
