@@ -29,7 +29,7 @@ EDGE_CASE_TEXTS = (
     " ",
     "\t\n  \r\n",
     "Café crème, naïve résumé, Ångström, Straße, ÉLAN, coöperate.",
-    "日本語のテキストと中文文本。한국어도 있어요.",
+    "日本語のテキストと中文文本。",
     "I love this 🍕🍕 movie 😀👍🏽 so much!!!",
     "Pneumonoultramicroscopicsilicovolcanoconiosis " + "x" * 150,
     "ﬁne ＦＵＬＬ ｗｉｄｔｈ ① Ⅻ ²",
@@ -146,6 +146,25 @@ def source_texts(source: src.ExportSource, split: str, max_examples: int | None,
     if task and source.task and src.ENCODER != source.kind and task != source.task:
         report = None  # a different task than the model was tuned on
     return task_texts(name, split, report, max_examples, seed)
+
+
+def align_labels(textset: TextSet | None, model_labels: Sequence[str] | None) -> TextSet | None:
+    """Re-numbers `textset.labels` into the model's label order (matched by
+    name); a label the model does not know is an error."""
+    if (textset is None or textset.labels is None or textset.label_vocab is None
+            or model_labels is None):
+        return textset
+    names = [str(v) for v in textset.label_vocab]
+    model_labels = [str(v) for v in model_labels]
+    if names == model_labels:
+        return textset
+    index = {n: i for i, n in enumerate(model_labels)}
+    unknown = sorted(set(names) - set(index))
+    if unknown:
+        raise ValueError(f"The evaluation data has labels {unknown} the model does not "
+                         f"know (model labels: {model_labels}).")
+    labels = np.array([index[names[int(i)]] for i in textset.labels], dtype=np.int64)
+    return dataclasses.replace(textset, labels=labels, label_vocab=model_labels)
 
 
 def edge_case_set(source: src.ExportSource) -> TextSet:

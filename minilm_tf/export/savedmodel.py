@@ -128,9 +128,15 @@ def _tokenize_fn(source: src.ExportSource):
     import tensorflow as tf
 
     def tokenize(*texts):
+        texts = [tkn.as_batch(t) for t in texts]
+        if len(texts) == 2:
+            with tf.control_dependencies([tf.debugging.assert_equal(
+                    tf.size(texts[0]), tf.size(texts[1]),
+                    message="text and text_pair must have the same batch size")]):
+                texts = [tf.identity(t) for t in texts]
         texts = [tkn.sanitize_utf8(t) for t in texts]
         x = texts[0] if len(texts) == 1 else tuple(texts)
-        features = source.preprocessor(x)
+        features = source.preprocessor(x=x)  # keyword: a positional tuple means (x, y)
         return {k: tf.cast(features[k], tf.int32) for k in src.ID_INPUTS}
 
     return tokenize
@@ -152,7 +158,9 @@ def build_archive(source: src.ExportSource, trim_padding: bool = True):
         return src.compute_outputs(source, features)
 
     archive = keras.export.ExportArchive()
-    archive.track(source.model)
+    # No archive.track(model): it would save every weight twice (the Keras
+    # variables and, via the endpoints, the tf.Variables they wrap).
+    # Variables used by the endpoints are tracked automatically.
     if source.is_pair:
         def serve(text, text_pair):
             return from_text(text, text_pair)
@@ -195,19 +203,19 @@ def _write_warmup(path: str, model_name: str, source: src.ExportSource,
     return True
 
 
-def signature_summary(loaded) -> dict:
-    """{signature: {"inputs": {name: [dtype, shape]}, "outputs": {...}}}."""
-    out = {}
-    for name, fn in loaded.signatures.items():
-        inputs = fn.structured_input_signature[1]
-        outputs = fn.structured_outputs
-        out[name] = {
-            "inputs": {k: [v.dtype.name, v.shape.as_list() if v.shape.rank is not None else None]
-                       for k, v in sorted(inputs.items())},
-            "outputs": {k: [v.dtype.name, v.shape.as_list() if v.shape.rank is not None else None]
-                        for k, v in sorted(outputs.items())},
-        }
-    return out
+def signature_summary(path: str) -> dict:
+    """{signature: {"inputs": {name: [dtype, shape]}, "outputs": {...}}} read
+    from saved_model.pb (-1: any size)."""
+    import tensorflow as tf
+
+    def describe(infos):
+        return {k: [tf.dtypes.as_dtype(v.dtype).name,
+                    None if v.tensor_shape.unknown_rank else
+                    [d.size for d in v.tensor_shape.dim]] for k, v in sorted(infos.items())}
+
+    return {name: {"inputs": describe(sig.inputs), "outputs": describe(sig.outputs)}
+            for name, sig in sorted(read_signature_defs(path).items())
+            if not name.startswith("__")}
 
 
 def export_saved_model(
@@ -237,10 +245,8 @@ def export_saved_model(
             with `"ok": False`) aborts the export, leaving no version behind.
 
     Returns:
-        {"path", "version", "model_name", "signatures", "metadata"}.
+        {"path", "version", "model_name", "signatures", "metadata", "verification"}.
     """
-    import tensorflow as tf
-
     if not model_name or os.sep in model_name or model_name.startswith("."):
         raise ValueError(f"Invalid model name {model_name!r}.")
     model_dir = os.path.join(os.path.abspath(export_dir), model_name)
@@ -253,9 +259,7 @@ def export_saved_model(
     try:
         archive = build_archive(source, trim_padding=trim_padding)
         archive.write_out(tmp, verbose=False)
-        loaded = tf.saved_model.load(tmp)
-        signatures = signature_summary(loaded)
-        del loaded
+        signatures = signature_summary(tmp)
         os.makedirs(os.path.join(tmp, EXTRA_DIR), exist_ok=True)
         warmup = False
         if warmup_texts:
@@ -275,6 +279,10 @@ def export_saved_model(
         verification = None
         if verify is not None:
             verification = verify(tmp)
+            # Name the published path, not the temporary one, in the report.
+            intended = os.path.join(model_dir, str(version))
+            verification = json.loads(json.dumps(verification, default=str).replace(
+                tmp, intended))
             with open(os.path.join(tmp, EXTRA_DIR, VERIFICATION_FILE), "w",
                       encoding="utf-8") as f:
                 json.dump(verification, f, indent=2, default=str)

@@ -404,8 +404,9 @@ def keras_tokenize(source: ExportSource, texts, text_pairs=None, batch_size: int
     import tensorflow as tf
 
     x = list(texts) if text_pairs is None else (list(texts), list(text_pairs))
+    # x= by keyword: a positional (text, text_pair) tuple is taken as (x, y).
     ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
-        lambda *args: source.preprocessor(args[0] if len(args) == 1 else tuple(args)))
+        lambda *args: source.preprocessor(x=args[0] if len(args) == 1 else tuple(args)))
     chunks = [{k: np.asarray(v) for k, v in b.items()} for b in ds]
     if not chunks:
         return {k: np.zeros((0, source.sequence_length), np.int32) for k in ID_INPUTS}

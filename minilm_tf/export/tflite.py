@@ -13,6 +13,14 @@ A converted model has one signature, `serving_default`:
   (`load_interpreter` does that).
 * without: `token_ids`, `segment_ids`, `padding_mask`, `[None,
   sequence_length]` int32; runs on the plain interpreter.
+* full-integer int8: `token_ids`, `segment_ids` `[1, n]` int32, one example's
+  n <= sequence_length real tokens, no padding. Padding would need the
+  attention mask, which keras-hub applies as `where(mask, scores, -1e9)`: the
+  -1e9 sets the int8 range of the attention scores and flattens them all to
+  one value (cosine to Keras 0.27 on all-MiniLM-L6-v2 padded to 256, 0.69
+  unpadded; per-tensor int8 activations lose the rest to BERT's activation
+  outliers, so prefer `dynamic` or `float16` for encoders). `TFLiteRunner`
+  strips the padding and runs such a model example by example.
 
 Outputs as the SavedModel's, minus the string `label` (TFLite keeps the
 class names out of the graph: they are in the report / export metadata):
@@ -38,12 +46,13 @@ from minilm_tf.export import tokenization as tkn
 logger = logging.getLogger(__name__)
 
 MODES = ("float32", "dynamic", "float16", "int8")
+UNPADDED_INPUTS = ("token_ids", "segment_ids")
 MODE_HELP = {
     "float32": "no quantisation",
     "dynamic": "dynamic-range quantisation: int8 weights, float activations",
     "float16": "float16 weights, float32 compute",
     "int8": "full-integer quantisation: int8 weights and activations, calibrated on a "
-            "representative dataset (ids in, float outputs)",
+            "representative dataset (one unpadded example of token ids in, float outputs)",
 }
 
 
@@ -64,13 +73,16 @@ def _tflite_outputs(source: src.ExportSource, features: dict) -> dict:
     return out
 
 
-def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_tokenizer: bool):
+def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_tokenizer: bool,
+                                 unpadded: bool = False):
     import keras
     import tensorflow as tf
 
     length = source.sequence_length
     archive = keras.export.ExportArchive()
-    archive.track(source.model)
+    # No archive.track(model): it would save every weight twice (the Keras
+    # variables and, via the endpoints, the tf.Variables they wrap).
+    # Variables used by the endpoints are tracked automatically.
     if with_tokenizer:
         lowercase = bool(getattr(source.tokenizer, "lowercase", False))
         strip = bool(getattr(source.tokenizer, "strip_accents", lowercase))
@@ -90,6 +102,13 @@ def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_token
                                                                tokenizer.special))
 
             specs = [tf.TensorSpec([None], tf.string, name="text")]
+    elif unpadded:
+        # One example, only its real tokens: no padding, so no attention mask.
+        def serve(token_ids, segment_ids):
+            return _tflite_outputs(source, src.id_features(token_ids, segment_ids,
+                                                           tf.ones_like(token_ids)))
+
+        specs = [tf.TensorSpec([1, None], tf.int32, name=n) for n in UNPADDED_INPUTS]
     else:
         def serve(token_ids, segment_ids, padding_mask):
             return _tflite_outputs(source, src.id_features(token_ids, segment_ids, padding_mask))
@@ -136,15 +155,22 @@ def convert_tokenizer_only(source: src.ExportSource) -> bytes:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def unpad(features: dict, i: int) -> dict:
+    """Example i of padded id features as the int8 model takes it: `[1, n]`
+    `token_ids` and `segment_ids` of its n real tokens."""
+    n = max(int(np.sum(features["padding_mask"][i])), 1)
+    return {k: np.asarray(features[k][i:i + 1, :n], dtype=np.int32) for k in UNPADDED_INPUTS}
+
+
 def representative_features(source: src.ExportSource, texts: Sequence[str],
                             text_pairs: Sequence[str] | None = None) -> Callable[[], Iterable]:
-    """A representative dataset (for int8 calibration): one example at a time,
-    tokenised by the keras-hub preprocessor."""
+    """A representative dataset (for int8 calibration): one unpadded example
+    at a time, tokenised by the keras-hub preprocessor."""
     features = src.keras_tokenize(source, texts, text_pairs)
 
     def gen():
         for i in range(len(features["token_ids"])):
-            yield {k: features[k][i:i + 1] for k in src.ID_INPUTS}
+            yield unpad(features, i)
 
     return gen
 
@@ -184,7 +210,7 @@ def convert(
     notes = []
     integer_only = None
     try:
-        _write_conversion_savedmodel(source, tmp, with_tokenizer)
+        _write_conversion_savedmodel(source, tmp, with_tokenizer, unpadded=mode == "int8")
 
         def make_converter():
             converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
@@ -247,11 +273,22 @@ class TFLiteRunner:
         details = self.runner.get_input_details()
         self.input_names = tuple(sorted(details))
         self.takes_text = "text" in details
+        # int8 models take one example's real tokens (no padding_mask)
+        self.unpadded = not self.takes_text and "padding_mask" not in details
         self.sequence_length = None
-        if not self.takes_text:
+        if not self.takes_text and not self.unpadded:
             self.sequence_length = int(details["token_ids"]["shape"][1])
 
     def __call__(self, **inputs) -> dict:
+        """A batch in (strings, or padded id features), a batch out; an
+        unpadded (int8) model is run example by example."""
+        if self.unpadded:
+            features = {k: np.asarray(v, dtype=np.int32) for k, v in inputs.items()}
+            rows = [dict(self.runner(**unpad(features, i)))
+                    for i in range(len(features["token_ids"]))]
+            if not rows:
+                return self._empty_outputs()
+            return {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
         feed = {}
         for name in self.input_names:
             value = inputs[name]
@@ -260,6 +297,13 @@ class TFLiteRunner:
             else:
                 feed[name] = np.asarray(value, dtype=np.int32)
         return dict(self.runner(**feed))
+
+    def _empty_outputs(self) -> dict:
+        out = {}
+        for name, detail in self.runner.get_output_details().items():
+            shape = [0] + [int(d) for d in detail["shape"][1:]]
+            out[name] = np.zeros(shape, dtype=detail["dtype"])
+        return out
 
     def run_batched(self, inputs: dict, batch_size: int = 32) -> dict:
         n = len(next(iter(inputs.values())))
@@ -339,16 +383,15 @@ def check_tflite(
     latency_examples: int = 50,
     reference: dict | None = None,
     batch_size: int = 16,
+    return_outputs: bool = False,
 ) -> dict:
     """Compares the TFLite model with the Keras model on `texts`.
 
     Returns a JSON-able dict: max abs diff of the main output, label
     agreement (tasks) or cosine similarity (encoders), the task metric of
     both (when `labels` are given), token-id agreement (tokenizer in model)
-    and batch-1 latency.
+    and batch-1 latency (`latency_examples` > 0).
     """
-    from minilm_tf.tasks import metrics as mt
-
     texts = list(texts)
     pairs = list(text_pairs) if text_pairs is not None else None
     if reference is None:
@@ -363,40 +406,7 @@ def check_tflite(
         inputs = dict(features)
     got = runner.run_batched(inputs, batch_size)
     main = src.main_output(source)
-    ref_main, got_main = np.asarray(reference[main]), np.asarray(got[main])
-    report = {
-        "num_examples": len(texts),
-        "compared_output": main,
-        "max_abs_diff": float(np.max(np.abs(ref_main - got_main))) if len(texts) else 0.0,
-        "mean_abs_diff": float(np.mean(np.abs(ref_main - got_main))) if len(texts) else 0.0,
-    }
-    if source.kind == src.CLASSIFICATION:
-        ref_pred, got_pred = ref_main.argmax(-1), got_main.argmax(-1)
-        report["label_agreement"] = float(np.mean(ref_pred == got_pred))
-        report["label_disagreements"] = int(np.sum(ref_pred != got_pred))
-    elif source.kind == src.REGRESSION:
-        ref_pred, got_pred = ref_main.reshape(-1), got_main.reshape(-1)
-    else:
-        a = ref_main / np.maximum(np.linalg.norm(ref_main, axis=-1, keepdims=True), 1e-12)
-        b = got_main / np.maximum(np.linalg.norm(got_main, axis=-1, keepdims=True), 1e-12)
-        cos = np.sum(a * b, axis=-1)
-        report["cosine_similarity"] = {"min": float(cos.min()), "mean": float(cos.mean())}
-        # Does the model rank neighbours the same? (top-1 among the texts)
-        sim_ref, sim_got = a @ a.T, b @ b.T
-        np.fill_diagonal(sim_ref, -np.inf)
-        np.fill_diagonal(sim_got, -np.inf)
-        if len(texts) > 1:
-            report["nearest_neighbour_agreement"] = float(
-                np.mean(sim_ref.argmax(-1) == sim_got.argmax(-1)))
-    if labels is not None and metric_names and source.kind != src.ENCODER:
-        keras_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, ref_pred))
-        tflite_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, got_pred))
-        report["metrics"] = {
-            "keras": keras_metrics,
-            "tflite": tflite_metrics,
-            "drop": {k: (None if keras_metrics[k] is None or tflite_metrics[k] is None
-                         else keras_metrics[k] - tflite_metrics[k]) for k in keras_metrics},
-        }
+    report = compare_main_outputs(source, reference[main], got[main], labels, metric_names)
     if runner.takes_text:
         tok_runner = TFLiteRunner(convert_tokenizer_only(source), num_threads)
         ids = tok_runner.run_batched(inputs, batch_size)
@@ -407,10 +417,58 @@ def check_tflite(
             "total": len(texts),
             "differing_examples": [texts[i][:200] for i in np.flatnonzero(~same)[:10]],
         }
-    report["latency_batch1"] = dict(
-        tflite_latency(runner, texts, pairs, features, latency_examples),
-        num_threads=num_threads, sequence_length=source.sequence_length,
-        includes_tokenization=runner.takes_text)
+    if latency_examples > 0:
+        report["latency_batch1"] = dict(
+            tflite_latency(runner, texts, pairs, features, latency_examples),
+            num_threads=num_threads, sequence_length=source.sequence_length,
+            padded_to_sequence_length=not runner.unpadded,
+            includes_tokenization=runner.takes_text)
+    if return_outputs:
+        report["_outputs"] = got
+    return report
+
+
+def compare_main_outputs(source: src.ExportSource, ref_main, got_main, labels=None,
+                         metric_names: Sequence[str] = ()) -> dict:
+    """Max/mean abs diff; label agreement and task metrics (tasks), cosine
+    similarity and nearest-neighbour agreement (encoders)."""
+    from minilm_tf.tasks import metrics as mt
+
+    ref_main, got_main = np.asarray(ref_main), np.asarray(got_main)
+    n = len(ref_main)
+    report = {
+        "num_examples": n,
+        "compared_output": src.main_output(source),
+        "max_abs_diff": float(np.max(np.abs(ref_main - got_main))) if n else 0.0,
+        "mean_abs_diff": float(np.mean(np.abs(ref_main - got_main))) if n else 0.0,
+    }
+    ref_pred = got_pred = None
+    if source.kind == src.CLASSIFICATION:
+        ref_pred, got_pred = ref_main.argmax(-1), got_main.argmax(-1)
+        report["label_agreement"] = float(np.mean(ref_pred == got_pred)) if n else 1.0
+        report["label_disagreements"] = int(np.sum(ref_pred != got_pred))
+    elif source.kind == src.REGRESSION:
+        ref_pred, got_pred = ref_main.reshape(-1), got_main.reshape(-1)
+    elif n:
+        a = ref_main / np.maximum(np.linalg.norm(ref_main, axis=-1, keepdims=True), 1e-12)
+        b = got_main / np.maximum(np.linalg.norm(got_main, axis=-1, keepdims=True), 1e-12)
+        cos = np.sum(a * b, axis=-1)
+        report["cosine_similarity"] = {"min": float(cos.min()), "mean": float(cos.mean())}
+        if n > 1:  # do both rank the other texts' nearest neighbour the same?
+            sim_ref, sim_got = a @ a.T, b @ b.T
+            np.fill_diagonal(sim_ref, -np.inf)
+            np.fill_diagonal(sim_got, -np.inf)
+            report["nearest_neighbour_agreement"] = float(
+                np.mean(sim_ref.argmax(-1) == sim_got.argmax(-1)))
+    if labels is not None and len(metric_names) and ref_pred is not None and n:
+        keras_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, ref_pred))
+        tflite_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, got_pred))
+        report["metrics"] = {
+            "keras": keras_metrics,
+            "tflite": tflite_metrics,
+            "drop": {k: (None if keras_metrics[k] is None or tflite_metrics[k] is None
+                         else keras_metrics[k] - tflite_metrics[k]) for k in keras_metrics},
+        }
     return report
 
 

@@ -65,8 +65,6 @@ import warnings
 from typing import Any, Callable, Dict, List, Optional
 
 import keras
-
-from minilm_tf.fileio import load_keras_archive
 import numpy as np
 
 from minilm_tf import fileio
@@ -457,7 +455,7 @@ def load_finetuned_qa(workdir: str, safe_mode: bool = True):
         qa_config = json.load(f)
     path = os.path.join(workdir, qa_config.get("model_file", MODEL_FILE))
     if safe_mode:
-        model = load_keras_archive(path)
+        model = fileio.load_keras_archive(path)
     else:  # the caller vouches for the archive
         model = keras.saving.load_model(path, safe_mode=False)
     hidden_act = qa_config.get("hidden_act")
