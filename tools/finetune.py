@@ -86,6 +86,11 @@ flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test (seed
 flags.DEFINE_integer("latency_examples", 256, "Examples timed for latency (0: skip).")
 flags.DEFINE_bool("save_model", True, "Save the fine-tuned model under the workdir.")
 flags.DEFINE_bool("overwrite", False, "Replace a previous run's outputs in the workdir.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy (classification/regression tasks).")
+flags.DEFINE_string("tpu_address", "", "TPU name or grpc:// address for --strategy=tpu.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras mixed-precision policy.")
 flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
                           "the task, e.g. QA's doc_stride=128); values parsed as JSON "
                           "when possible.")
@@ -138,6 +143,9 @@ def config_from_flags(model=None, workdir=None):
         latency_examples=FLAGS.latency_examples,
         save_model=FLAGS.save_model,
         overwrite=FLAGS.overwrite,
+        strategy=FLAGS.strategy,
+        tpu_address=FLAGS.tpu_address,
+        precision=FLAGS.precision,
         extra=_parse_task_options(FLAGS.task_option),
     )
 

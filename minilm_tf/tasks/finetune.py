@@ -67,6 +67,7 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
+from minilm_tf.distribute import make_strategy
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
 from minilm_tf.tasks import metrics as mt
@@ -122,6 +123,9 @@ class FinetuneConfig:
     latency_batch_size: Optional[int] = None  # None: eval_batch_size
     save_model: bool = True
     overwrite: bool = False
+    strategy: str = "default"  # minilm_tf.distribute.STRATEGIES
+    tpu_address: str = ""
+    precision: str = "float32"  # or mixed_bfloat16 / mixed_float16
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # task-specific
 
     def resolved_sequence_length(self) -> int:
@@ -636,6 +640,9 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
     """
     log = log_fn or logger.info
     config.validate()
+    # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs that).
+    strategy = make_strategy(config.strategy, config.tpu_address)
+    keras.mixed_precision.set_global_policy(config.precision)
     t_start = time.perf_counter()
     kind = task_kind(config.task, config.task_kind)
     qa_finetune = _find_qa_hook() if kind == cdata.QA else None  # fail before any output
@@ -653,7 +660,8 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         data = load_task_data(config)
     if encoder is None:
         log(f"loading model {config.model}")
-        encoder = load_encoder(config.model)
+        with strategy.scope():
+            encoder = load_encoder(config.model)
     common["model_source_dir"] = getattr(encoder, "source_dir", None)
     common["backbone_class"] = type(encoder.backbone).__name__
     backbone_params = count_params(encoder.backbone)
@@ -673,15 +681,16 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         f"validation={len(data.validation)} test={len(data.test) if data.test else 0}")
 
     seq_len = config.resolved_sequence_length()
-    model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
+    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    with strategy.scope():
+        model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
+        optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
+                                   config.weight_decay, config.clipnorm)
+        compile_task_model(model, data.kind, optimizer)
     preprocessor = build_preprocessor(encoder.tokenizer, seq_len, task_model=model)
     train_ds = make_dataset(data.train, preprocessor, config.batch_size, shuffle=True,
                             seed=config.seed)
-    steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
-                               config.weight_decay, config.clipnorm)
-    compile_task_model(model, data.kind, optimizer)
 
     val_ds = make_eval_dataset(data.validation, preprocessor, config.eval_batch_size)
     test_ds = make_eval_dataset(data.test, preprocessor, config.eval_batch_size)
