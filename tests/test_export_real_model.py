@@ -1,0 +1,57 @@
+"""The real pretrained all-MiniLM-L6-v2 exported as a sentence encoder:
+SavedModel and TFLite (tokenizer inside) embeddings equal the Hugging Face /
+sentence-transformers reference in tests/fixtures (slow: loads and converts
+the 22.7M-parameter model)."""
+
+import os
+
+import numpy as np
+import pytest
+
+pytest.importorskip("keras_hub")
+pytest.importorskip("tensorflow_text")
+
+FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "all_minilm_l6_v2_reference.npz")
+
+
+@pytest.fixture(scope="module")
+def reference():
+    data = np.load(FIXTURE)
+    pooled = data["mean_pooled"]  # sentence-transformers Normalize comes after pooling
+    return data, pooled / np.linalg.norm(pooled, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def source(all_minilm):
+    from minilm_tf.export import source as src
+
+    return src.encoder_source(all_minilm)
+
+
+@pytest.mark.slow
+def test_savedmodel_embedding_equals_sentence_transformers(source, reference, tmp_path):
+    from minilm_tf.export import savedmodel as sm
+
+    data, expected = reference
+    assert source.pooling == ("mean",) and source.normalize and source.sequence_length == 256
+    result = sm.export_saved_model(source, str(tmp_path), "all_minilm_l6_v2")
+    loaded = sm.load(result["path"])
+    texts = [str(s) for s in data["sentences"]]
+    ids = sm.run_signature(loaded, sm.text_inputs(texts), sm.TOKENIZE_SIGNATURE)
+    width = data["token_ids"].shape[1]
+    np.testing.assert_array_equal(ids["token_ids"][:, :width], data["token_ids"])
+    out = sm.run_signature(loaded, sm.text_inputs(texts))["embedding"]
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+    size = sum(os.path.getsize(os.path.join(d, f))
+               for d, _, files in os.walk(result["path"]) for f in files)
+    assert size < 100 * 2**20  # each weight saved once (~87 MB of float32)
+
+
+@pytest.mark.slow
+def test_tflite_with_tokenizer_embedding_equals_sentence_transformers(source, reference):
+    from minilm_tf.export import tflite as tl
+
+    data, expected = reference
+    conv = tl.convert(source, "float32", with_tokenizer=True)
+    out = tl.TFLiteRunner(conv.content)(text=[str(s) for s in data["sentences"]])
+    np.testing.assert_allclose(out["embedding"], expected, atol=1e-5)
