@@ -60,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every = 10
     config.train.checkpoint_every = 50
     config.train.precision = "float32"
-    config.train.jit_compile = False
+    config.train.jit_compile = True  # XLA: 2.2x faster float32 steps on CPU (docs/performance.md)
     config.train.strategy = "default"
     config.train.tpu_address = ""
 

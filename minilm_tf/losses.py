@@ -65,11 +65,11 @@ class MiniLMObjective:
                     f"(teacher {teacher_dim}, student {student_dim})."
                 )
 
-    def relation_log_probs(self, features: Features) -> dict[str, tf.Tensor]:
-        """Each component's relation log-probabilities, [B, R, T, T] float32."""
+    def relation_logits(self, features: Features) -> dict[str, tf.Tensor]:
+        """Each component's relation logits, [B, R, T, T] float32."""
         mask = features["padding_mask"]
         return {
-            name: relations.relation_log_probs(
+            name: relations.relation_logits(
                 _flat(features[a]), _flat(features[b]), self.num_relation_heads, mask
             )
             for name, (a, b) in self.relations_used.items()
@@ -77,13 +77,11 @@ class MiniLMObjective:
 
     def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
         """Per-example loss components, each [B] float32."""
-        teacher_log_probs = self.relation_log_probs(teacher)
-        student_log_probs = self.relation_log_probs(student)
+        teacher_logits = self.relation_logits(teacher)
+        student_logits = self.relation_logits(student)
         mask = student["padding_mask"]
         return {
-            name: relations.relation_kl(
-                tf.stop_gradient(teacher_log_probs[name]), student_log_probs[name], mask
-            )
+            name: relations.relation_kl(teacher_logits[name], student_logits[name], mask)
             for name in self.relations_used
         }
 
@@ -167,7 +165,7 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
     """A MiniLM objective as a `keras.distillation.DistillationLoss`.
 
     `keras.distillation.Distiller` requires teacher and student outputs of the
-    same shape, so both models output relation log-probabilities
+    same shape, so both models output relation logits
     ([B, R, T, T] per component, whatever their widths): build them with
     `relation_model(backbone, objective)`.
 
@@ -199,9 +197,7 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
     def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
         mask = student_outputs["padding_mask"]
         components = {
-            name: relations.relation_kl(
-                tf.stop_gradient(teacher_outputs[name]), student_outputs[name], mask
-            )
+            name: relations.relation_kl(teacher_outputs[name], student_outputs[name], mask)
             for name in self.objective.component_names
         }
         return tf.reduce_mean(self.objective.total(components))
@@ -210,7 +206,7 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
 def relation_model(
     backbone: keras.Model, objective: MiniLMObjective, layer_index: int = -1
 ) -> keras.Model:
-    """A functional model: backbone inputs -> relation log-probabilities.
+    """A functional model: backbone inputs -> relation logits.
 
     Outputs one [B, R, T, T] tensor per component of `objective` plus the
     `padding_mask`; the input to `MiniLMDistillationLoss`.
@@ -219,19 +215,19 @@ def relation_model(
         name: keras.Input(shape=(None,), dtype="int32", name=name) for name in backbone.input
     }
     features = SelfAttentionRelations(backbone, layer_index)(inputs)
-    outputs = RelationLogProbs(objective)(features)
+    outputs = RelationLogits(objective)(features)
     return keras.Model(inputs, outputs, name=f"{backbone.name}_relations")
 
 
-class RelationLogProbs(keras.layers.Layer):
-    """Keras layer form of `MiniLMObjective.relation_log_probs`."""
+class RelationLogits(keras.layers.Layer):
+    """Keras layer form of `MiniLMObjective.relation_logits`."""
 
     def __init__(self, objective: MiniLMObjective, **kwargs):
         super().__init__(**kwargs)
         self.objective = objective
 
     def call(self, features):
-        outputs = self.objective.relation_log_probs(features)
+        outputs = self.objective.relation_logits(features)
         outputs["padding_mask"] = features["padding_mask"]
         return outputs
 

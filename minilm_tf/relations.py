@@ -41,10 +41,10 @@ def split_heads(x: tf.Tensor, num_heads: int) -> tf.Tensor:
     return tf.transpose(x, [0, 2, 1, 3])
 
 
-def relation_log_probs(
+def relation_logits(
     a: tf.Tensor, b: tf.Tensor, num_heads: int, padding_mask: tf.Tensor
 ) -> tf.Tensor:
-    """Log of the per-head relation `softmax(a b^T / sqrt(d))` over real keys.
+    """Per-head relation logits `a_r b_r^T / sqrt(d)`, padded keys at -1e9.
 
     Args:
         a: float tensor [B, T, D], the "query side" vectors.
@@ -53,41 +53,47 @@ def relation_log_probs(
         padding_mask: [B, T], nonzero for real tokens.
 
     Returns:
-        float32 tensor [B, num_heads, T, T] of log-probabilities. Padded keys
-        get a log-probability around -1e9 (probability exactly zero).
+        float32 tensor [B, num_heads, T, T]. The scale is folded into `a`
+        ([B, R, T, d], smaller than the logits) and the mask is one additive
+        bias, so the [B, R, T, T] tensor is touched once.
     """
     a = split_heads(a, num_heads)
     b = split_heads(b, num_heads)
-    scale = 1.0 / math.sqrt(a.shape[-1])
-    logits = tf.matmul(a, b, transpose_b=True) * scale
-    key_mask = tf.cast(padding_mask, tf.bool)[:, tf.newaxis, tf.newaxis, :]
-    logits = tf.where(key_mask, logits, _MASK_VALUE)
-    return tf.nn.log_softmax(logits, axis=-1)
+    a = a * (1.0 / math.sqrt(a.shape[-1]))
+    key_mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
+    bias = ((1.0 - key_mask) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
+    return tf.matmul(a, b, transpose_b=True) + bias
 
 
 def relation_kl(
-    teacher_log_probs: tf.Tensor,
-    student_log_probs: tf.Tensor,
+    teacher_logits: tf.Tensor,
+    student_logits: tf.Tensor,
     padding_mask: tf.Tensor,
 ) -> tf.Tensor:
     """KL(teacher || student) per example, averaged over heads and real rows.
 
     Args:
-        teacher_log_probs: [B, R, T, T] from `relation_log_probs`.
-        student_log_probs: [B, R, T, T] from `relation_log_probs`.
+        teacher_logits: [B, R, T, T] relation logits (or log-probabilities,
+            which are their own logits) from `relation_logits`.
+        student_logits: [B, R, T, T], likewise.
         padding_mask: [B, T], nonzero for real tokens.
 
     Returns:
         float32 tensor [B]: each example's mean KL over its R heads and its real
         query positions. An example with no real token gets 0.
+
+    KL(p_t || p_s) = CE(p_t, s) - H(p_t): the cross-entropy is one fused kernel
+    whose gradient is p_s - p_t, and the teacher entropy needs no gradient.
+    Padded keys have teacher probability exactly 0 and contribute nothing.
     """
-    mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
+    teacher_log_probs = tf.nn.log_softmax(tf.stop_gradient(teacher_logits), axis=-1)
     teacher_probs = tf.exp(teacher_log_probs)
-    # Padded keys have teacher probability exactly 0; masking the difference
-    # keeps their (large, cancelling) log-probabilities out of the sum.
-    diff = (teacher_log_probs - student_log_probs) * mask[:, None, None, :]
-    row_kl = tf.reduce_sum(teacher_probs * diff, axis=-1)  # [B, R, T]
-    row_kl = tf.reduce_mean(row_kl, axis=1)  # mean over heads -> [B, T]
+    negative_entropy = tf.reduce_sum(teacher_probs * teacher_log_probs, axis=-1)
+    cross_entropy = tf.nn.softmax_cross_entropy_with_logits(
+        labels=teacher_probs, logits=student_logits
+    )
+    row_kl = tf.reduce_mean(cross_entropy + negative_entropy, axis=1)  # [B, T]
+    mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
     real_rows = tf.reduce_sum(mask, axis=-1)
     return tf.math.divide_no_nan(tf.reduce_sum(row_kl * mask, axis=-1), real_rows)
 
@@ -105,6 +111,6 @@ def relation_loss(
     `teacher_*` are [B, T, D_t] and `student_*` are [B, T, D_s]; D_t and D_s
     may differ but must both be divisible by `num_heads`. Returns [B].
     """
-    teacher = relation_log_probs(teacher_a, teacher_b, num_heads, padding_mask)
-    student = relation_log_probs(student_a, student_b, num_heads, padding_mask)
-    return relation_kl(tf.stop_gradient(teacher), student, padding_mask)
+    teacher = relation_logits(teacher_a, teacher_b, num_heads, padding_mask)
+    student = relation_logits(student_a, student_b, num_heads, padding_mask)
+    return relation_kl(teacher, student, padding_mask)
