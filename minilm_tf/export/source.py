@@ -30,6 +30,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf.student import count_params
+
 logger = logging.getLogger(__name__)
 
 CLASSIFICATION = "classification"
@@ -132,10 +134,6 @@ class ExportSource:
             },
             **{k: v for k, v in self.info.items() if k not in ("labels_json",)},
         }
-
-
-def count_params(model) -> int:
-    return int(sum(int(np.prod(w.shape)) for w in model.weights))
 
 
 # --------------------------------------------------------------------------

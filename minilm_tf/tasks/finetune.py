@@ -68,6 +68,7 @@ import numpy as np
 
 from minilm_tf import fileio
 from minilm_tf.distribute import make_strategy
+from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
 from minilm_tf.tasks import metrics as mt
@@ -169,10 +170,6 @@ def load_encoder(spec: str):
     from minilm_tf.teacher import load_teacher
 
     return load_teacher(spec)
-
-
-def count_params(model) -> int:
-    return int(sum(int(np.prod(w.shape)) for w in model.weights))
 
 
 # --------------------------------------------------------------------------

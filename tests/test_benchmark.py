@@ -1,0 +1,88 @@
+"""tools/benchmark.py on a tiny random teacher: fields, positive numbers, the ratio."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TOOL = os.path.join(REPO, "tools", "benchmark.py")
+PHASES = ("step", "teacher", "student")
+
+
+def _run(tmp_path, *extra):
+    out = str(tmp_path / "bench.json")
+    cmd = [sys.executable, TOOL, "--teacher", "tiny", "--student", "1x24x12",
+           "--batch_size", "4", "--seq_len", "16", "--warmup_steps", "1", "--steps", "3",
+           "--threads", "1", "--output_json", out, *extra]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out, encoding="utf-8") as f:
+        return json.load(f), proc.stdout
+
+
+def _check_result(result, tokens, real_tokens):
+    for name in PHASES:
+        stats = result[name]
+        assert len(stats["times_ms"]) == 3
+        assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+        assert stats["cpu_median_ms"] >= 0
+        assert stats["tokens_per_s"] == pytest.approx(tokens / stats["median_ms"] * 1e3, rel=1e-3)
+        assert stats["real_tokens_per_s"] == pytest.approx(
+            real_tokens / stats["median_ms"] * 1e3, rel=1e-3)
+    a, b, c = (result[name]["median_ms"] for name in PHASES)
+    assert result["overhead_ratio"] > 0
+    assert result["overhead_ratio"] == pytest.approx(a / (b + c), rel=1e-3)
+    assert result["overhead_ms"] == pytest.approx(a - (b + c), abs=1e-2)
+    memory = result["memory"]
+    assert memory["peak_rss_mb"] > 0
+    assert set(memory["phase_peak_rss_mb"]) == set(PHASES)
+    phase_peaks = [v for v in memory["phase_peak_rss_mb"].values() if v is not None]
+    assert all(memory["peak_rss_mb"] >= v - 1e-6 for v in phase_peaks)
+    assert "tf_memory_info" in memory
+    assert result["trained_params"] > 0
+    assert result["loss_first"] > 0 and result["loss_last"] > 0
+
+
+def test_benchmark_two_precisions_padding_and_profile(tmp_path):
+    report, stdout = _run(tmp_path, "--precisions", "float32,mixed_bfloat16",
+                          "--padding_fraction", "0.25", "--profile_steps", "1",
+                          "--profile_dir", str(tmp_path / "profile"))
+    config = report["config"]
+    assert config["tokens_per_step"] == 4 * 16
+    assert config["real_tokens_per_step"] == 4 * 12
+    assert config["threads"] == 1 and config["jit_compile"] is False
+    assert [r["precision"] for r in report["results"]] == ["float32", "mixed_bfloat16"]
+    assert "cpu_flags" in report["environment"]
+    first, second = report["results"]
+    # A process-wide high-water mark never goes down.
+    assert second["memory"]["peak_rss_mb"] >= first["memory"]["peak_rss_mb"]
+    for result in report["results"]:
+        _check_result(result, 64, 48)
+        profile = result["profile"]
+        assert profile["op_self_ms_per_step"] > 0
+        assert profile["top_op_types"] and profile["top_ops"]
+        parts = {p["part"] for p in profile["by_part"]}
+        assert {"teacher forward", "student forward", "backward", "optimizer"} <= parts
+    # The table names each measurement and the ratio.
+    assert "(a) distillation step" in stdout and "overhead a/(b+c)" in stdout
+
+
+def test_benchmark_minilmv2_with_xla(tmp_path):
+    report, _ = _run(tmp_path, "--objective", "minilmv2", "--num_relation_heads", "4",
+                     "--jit_compile")
+    assert report["config"]["objective"] == "minilmv2"
+    assert report["config"]["num_relation_heads"] == 4
+    (result,) = report["results"]
+    assert result["jit_compile"] is True
+    _check_result(result, 64, 64)
+
+
+def test_benchmark_rejects_bad_student_shape(tmp_path):
+    cmd = [sys.executable, TOOL, "--teacher", "tiny", "--student", "3x384"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                          env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert proc.returncode == 1 and "LAYERSxHIDDENxHEADS" in proc.stderr
