@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 
 import tensorflow as tf
 
@@ -33,6 +34,7 @@ def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute
         json.loads(os.environ["TF_CONFIG"])  # fail early on malformed JSON
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "tpu":
+        _check_reachable(tpu_address)
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu_address or None)
             tf.config.experimental_connect_to_cluster(resolver)
@@ -44,3 +46,20 @@ def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute
             ) from e
         return tf.distribute.TPUStrategy(resolver)
     raise ValueError(f"Unknown strategy {name!r}; choose one of {', '.join(STRATEGIES)}.")
+
+
+def _check_reachable(tpu_address: str, timeout_s: float = 10.0) -> None:
+    """Fails fast for a `grpc://host:port` nobody listens on.
+
+    TensorFlow's cluster connection retries an unreachable address forever.
+    """
+    if not tpu_address.startswith("grpc://"):
+        return
+    host, _, port = tpu_address[len("grpc://"):].rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except (OSError, ValueError) as e:
+        raise RuntimeError(
+            f"No TPU reachable at {tpu_address}: {e}. Pass the TPU name or grpc:// address "
+            "of a running TPU, or use another strategy."
+        ) from e
