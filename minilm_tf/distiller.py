@@ -95,6 +95,11 @@ class MiniLMDistiller(keras.Model):
             "num_relation_heads": self.objective.num_relation_heads,
             "loss_weights": dict(self.objective.weights),
         }
+        if not self.student_variables:
+            raise ValueError(
+                "The student has no trainable variables (is `student.trainable` False?); "
+                "distillation would train nothing."
+            )
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.component_trackers = {
             name: keras.metrics.Mean(name=name) for name in self.objective.component_names

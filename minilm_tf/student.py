@@ -67,6 +67,7 @@ def build_student(
     if max_sequence_length is not None:
         config["max_sequence_length"] = int(max_sequence_length)
     config.pop("dtype", None)
+    config.pop("trainable", None)  # a teacher frozen by a distiller must not freeze its student
     backbone = type(teacher.backbone).from_config(config)
     if init == "teacher_layers":
         _copy_teacher_layers(teacher.backbone, backbone)

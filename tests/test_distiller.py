@@ -107,3 +107,13 @@ def test_keras_distillation_api_gives_the_same_loss():
     distiller.compile(optimizer="adam", loss="mse")
     got = float(distiller.compute_loss(x=batch, y=None, training=False))
     np.testing.assert_allclose(got, want, rtol=1e-5)
+
+
+def test_student_built_from_a_frozen_teacher_is_trainable():
+    teacher = tiny_encoder(num_layers=2, seed=1)
+    MiniLMDistiller(teacher, build_student(teacher, 1, 16, 4))  # freezes the teacher
+    student = build_student(teacher, num_layers=1, hidden_dim=16, num_heads=4)
+    assert student.backbone.trainable_variables
+    student.backbone.trainable = False
+    with pytest.raises(ValueError, match="no trainable variables"):
+        MiniLMDistiller(teacher, student)

@@ -180,7 +180,8 @@ def tf_memory_info() -> dict | str:
 def parse_student(spec: str) -> tuple[int, int, int]:
     parts = spec.lower().split("x")
     if len(parts) != 3 or not all(p.isdigit() and int(p) > 0 for p in parts):
-        raise ValueError(f"--student must look like LAYERSxHIDDENxHEADS (e.g. 3x384x12), got {spec!r}.")
+        raise ValueError(
+            f"--student must look like LAYERSxHIDDENxHEADS (e.g. 3x384x12), got {spec!r}.")
     return int(parts[0]), int(parts[1]), int(parts[2])
 
 
@@ -220,13 +221,20 @@ def build_models(precision: str):
     gc.collect()
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(FLAGS.seed)
-    teacher = tiny_teacher(FLAGS.seq_len) if FLAGS.teacher == "tiny" else load_teacher(FLAGS.teacher)
+    if FLAGS.teacher == "tiny":
+        teacher = tiny_teacher(FLAGS.seq_len)
+    else:
+        teacher = load_teacher(FLAGS.teacher)
     layers, hidden, heads = parse_student(FLAGS.student)
     student = build_student(teacher, num_layers=layers, hidden_dim=hidden, num_heads=heads,
                             intermediate_dim=FLAGS.student_intermediate_dim,
                             dropout=FLAGS.student_dropout, seed=FLAGS.seed)
     distiller = MiniLMDistiller(teacher, student, objective=FLAGS.objective,
                                 num_relation_heads=FLAGS.num_relation_heads)
+    if not distiller.student_variables:
+        # E.g. a student built from a teacher already frozen by another
+        # distiller inherits `trainable=False`; (a) would then time no backward.
+        raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(
         optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
         jit_compile=FLAGS.jit_compile)
