@@ -70,10 +70,6 @@ class LoadedEncoder:
     def lowercase(self) -> bool:
         return bool(getattr(self.tokenizer, "lowercase", False))
 
-    @property
-    def vocabulary(self) -> list[str]:
-        return self.tokenizer.get_vocabulary()
-
 
 def builtin_model_dir(name: str) -> str:
     """The directory of a built-in checkpoint, e.g. `all-minilm-l6-v2`."""
