@@ -20,7 +20,6 @@ import csv
 import json
 import math
 import os
-import signal
 import time
 from typing import Any, Mapping
 
@@ -33,6 +32,7 @@ from minilm_tf import data as corpus
 from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.distribute import make_strategy
 from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
+from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 from minilm_tf.optim import make_adamw
 from minilm_tf.student import build_student, count_params
 from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
@@ -49,14 +49,6 @@ _IDENTITY_KEYS = (
     ("student", "intermediate_dim"),
     ("data", "seq_length"),
 )
-
-
-class RunInterrupted(Exception):
-    """Raised after a signal stopped training and a checkpoint was saved."""
-
-
-class CheckpointWriteError(OSError):
-    """A checkpoint could not be written (e.g. disk full); the previous one is intact."""
 
 
 def _get(config: Mapping, path: tuple[str, ...]) -> Any:
@@ -141,32 +133,6 @@ def _datasets(config: Mapping, teacher: LoadedEncoder, input_batch: int):
     return train_ds, heldout_ds, stats
 
 
-class _Signals:
-    """Turns SIGTERM/SIGINT into a flag checked between steps."""
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous = {}
-
-    def __enter__(self):
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
-                self._previous[sig] = signal.signal(sig, self._handle)
-            except ValueError:  # not the main thread: leave signals alone
-                pass
-        return self
-
-    def _handle(self, signum, frame):
-        if self.received is not None:  # second signal: give up at once
-            raise KeyboardInterrupt
-        self.received = signum
-        logging.warning("Signal %d received: saving a checkpoint, then stopping.", signum)
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 class _TrainingMonitor(keras.callbacks.Callback):
     """Logs, writes summaries and checkpoints; stops on signals and NaN."""
 
@@ -187,18 +153,6 @@ class _TrainingMonitor(keras.callbacks.Callback):
         self._window_start = time.time()
         self._window_steps = 0
 
-    def _save(self, step: int) -> None:
-        previous = self.manager.latest_checkpoint
-        try:
-            path = self.manager.save(checkpoint_number=step)
-        except (OSError, tf.errors.OpError) as e:
-            raise CheckpointWriteError(
-                f"Could not write the checkpoint for step {step} in {self.manager.directory} "
-                f"({getattr(e, 'message', e)}). The previous checkpoint ({previous or 'none'}) "
-                "is intact; free disk space and rerun the same command to resume."
-            ) from e
-        logging.info("Saved checkpoint %s", path)
-
     def on_train_batch_end(self, batch, logs=None):
         self.step.assign_add(1)
         step = int(self.step.numpy())
@@ -211,10 +165,10 @@ class _TrainingMonitor(keras.callbacks.Callback):
         if step % self.log_every == 0 or step == self.total_steps:
             self._log(step, logs)
         if self.signals.received is not None:
-            self._save(step)
+            save_checkpoint(self.manager, step)
             self.model.stop_training = True
         elif step % self.checkpoint_every == 0 or step == self.total_steps:
-            self._save(step)
+            save_checkpoint(self.manager, step)
 
     def _log(self, step: int, logs: dict) -> None:
         elapsed = time.time() - self._window_start
@@ -353,7 +307,8 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         distiller.compile(optimizer=optimizer, jit_compile=train["jit_compile"])
         optimizer.build(distiller.student_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-        checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step)
+        checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step,
+                                         rng=seed_states(student.backbone))
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     if not chief:  # every worker must save; only the chief's copy is kept
@@ -388,7 +343,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             config["objective"], remaining, start_step,
         )
         writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-        with _Signals() as signals:
+        with StopSignals() as signals:
             monitor = _TrainingMonitor(
                 manager=manager, step=step, total_steps=train["steps"],
                 tokens_per_step=tokens_per_step, log_every=train["log_every"],

@@ -220,3 +220,104 @@ def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
     assert os.path.isfile(os.path.join(workdir, "labels.json"))
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["report"] == os.path.join(workdir, "report.json")
+
+
+def _finetune_cmd(preset, toy_files, workdir):
+    return [sys.executable, os.path.join(REPO, "tools", "finetune.py"),
+            "--model", preset, "--task", "toy", "--train_file", toy_files["train"],
+            "--validation_file", toy_files["dev"], "--workdir", str(workdir),
+            "--epochs", "4", "--batch_size", "8", "--sequence_length", "12",
+            "--learning_rate", "5e-3", "--dropout", "0.1", "--early_stopping_patience", "0",
+            "--latency_examples", "0"]
+
+
+def _start_finetune(cmd):
+    env = dict(os.environ, CUDA_VISIBLE_DEVICES="")
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=env)
+
+
+def _read_until(proc, needle):
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never appeared:\n" + "".join(seen)[-3000:])
+
+
+def _task_weights(workdir):
+    return keras_hub.models.TextClassifier.from_preset(
+        os.path.join(workdir, "model")).get_weights()
+
+
+def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, tiny_encoder):
+    """A real subprocess killed twice (SIGKILL after an epoch checkpoint, then
+    SIGTERM right after resuming) ends with the same model and validation
+    history as an uninterrupted run of the same seed: the optimizer, the
+    schedule position, the data position and the dropout seed state are all
+    restored, and float32 CPU kernels are deterministic here, so only
+    summation-order noise may differ (1e-5 relative bounds it)."""
+    import signal
+    import time
+
+    from minilm_tf.teacher import save_encoder
+
+    preset = str(tmp_path / "tiny_preset")
+    save_encoder(tiny_encoder, preset)
+    straight = tmp_path / "straight"
+    proc = _start_finetune(_finetune_cmd(preset, toy_files, straight))
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert not (straight / "checkpoints").exists()  # removed once the run is complete
+
+    workdir = tmp_path / "interrupted"
+    cmd = _finetune_cmd(preset, toy_files, workdir)
+    proc = _start_finetune(cmd)
+    _read_until(proc, "Saved checkpoint")  # end of epoch 1
+    time.sleep(np.random.default_rng().uniform(0, 1.0))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / "report.json").exists()
+
+    proc = _start_finetune(cmd)
+    _read_until(proc, "resuming from")
+    proc.send_signal(signal.SIGTERM)  # preemption: save, then exit 130
+    rest, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 130, rest[-3000:]
+    assert "Interrupted by signal 15" in rest
+    state = json.loads((workdir / "checkpoints" / "state.json").read_text())
+
+    proc = _start_finetune(cmd)
+    out, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, out[-3000:]
+    assert f"resuming from {state['checkpoint']}: epoch {state['epoch'] + 1}, " \
+           f"batch {state['batch']}" in out
+    a = json.loads((straight / "report.json").read_text())
+    b = json.loads((workdir / "report.json").read_text())
+    assert [h["epoch"] for h in b["history"]] == [1, 2, 3, 4]
+    for ha, hb in zip(a["history"], b["history"]):
+        assert hb["validation_accuracy"] == pytest.approx(ha["validation_accuracy"], abs=1e-9)
+    assert b["best_epoch"] == a["best_epoch"]
+    for wa, wb in zip(_task_weights(straight), _task_weights(workdir)):
+        np.testing.assert_allclose(wb, wa, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_changed_settings(tmp_path):
+    from minilm_tf.tasks import resume
+
+    config = ft._config_dict(ft.FinetuneConfig(model="m", task="t", workdir=str(tmp_path)))
+    directory = str(tmp_path / "checkpoints")
+    resume.check_config(directory, config)
+    resume.check_config(directory, dict(config, eval_batch_size=7, strategy="mirrored"))
+    with pytest.raises(ValueError, match=r"learning_rate: 5e-05 -> 0.001.*--overwrite"):
+        resume.check_config(directory, dict(config, learning_rate=1e-3))
+
+
+def test_epoch_order_is_a_fixed_permutation_per_epoch():
+    from minilm_tf.tasks import resume
+
+    a, b = resume.epoch_order(100, 0, 0), resume.epoch_order(100, 0, 1)
+    assert sorted(a) == list(range(100)) and not np.array_equal(a, b)
+    np.testing.assert_array_equal(a, resume.epoch_order(100, 0, 0))
+    assert not np.array_equal(a, resume.epoch_order(100, 1, 0))

@@ -26,7 +26,10 @@ Examples:
 Writes <workdir>/report.json (metrics on validation and test, parameters,
 examples/s, latency, wall time), <workdir>/labels.json and the fine-tuned
 model (<workdir>/model/, a keras-hub task preset). Refuses a workdir that is a
-file or that holds a previous run's outputs (unless --overwrite).
+file or that holds a previous run's outputs (unless --overwrite). A run
+stopped by SIGTERM/SIGINT (exit status 130), SIGKILL or a crash resumes when
+the same command is run again: checkpoints are written at every epoch end and
+on SIGTERM/SIGINT (minilm_tf/tasks/resume.py).
 
 Defaults follow the BERT / MiniLM fine-tuning grids: AdamW (weight decay
 0.01), 10% linear warm-up then linear decay, learning rate 5e-5 (grid
@@ -91,6 +94,7 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker",
 flags.DEFINE_string("tpu_address", "", "TPU name or grpc:// address for --strategy=tpu.")
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras mixed-precision policy.")
+flags.DEFINE_bool("jit_compile", True, "XLA-compile the train and predict steps.")
 flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
                           "the task, e.g. QA's doc_stride=128); values parsed as JSON "
                           "when possible.")
@@ -146,6 +150,7 @@ def config_from_flags(model=None, workdir=None):
         strategy=FLAGS.strategy,
         tpu_address=FLAGS.tpu_address,
         precision=FLAGS.precision,
+        jit_compile=FLAGS.jit_compile,
         extra=_parse_task_options(FLAGS.task_option),
     )
 
@@ -161,6 +166,7 @@ def main(argv):
     missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
     if missing:
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+    from minilm_tf.checkpointing import RunInterrupted
     from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
 
     try:
@@ -169,6 +175,9 @@ def main(argv):
     except USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except RunInterrupted as e:
+        logging.warning("%s", e)
+        return 130
     summary = {k: report.get(k) for k in ("task", "model", "main_metric", "validation_metric",
                                           "test_metric", "latency_ms_per_example")}
     summary["parameters"] = report.get("parameters")

@@ -67,11 +67,13 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
+from minilm_tf.checkpointing import RunInterrupted, StopSignals
 from minilm_tf.distribute import make_strategy
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
 from minilm_tf.tasks import metrics as mt
+from minilm_tf.tasks import resume
 
 logger = logging.getLogger(__name__)
 
@@ -127,6 +129,7 @@ class FinetuneConfig:
     strategy: str = "default"  # minilm_tf.distribute.STRATEGIES
     tpu_address: str = ""
     precision: str = "float32"  # or mixed_bfloat16 / mixed_float16
+    jit_compile: bool = True  # XLA for the train and predict steps
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # task-specific
 
     def resolved_sequence_length(self) -> int:
@@ -282,15 +285,20 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float =
                       clipnorm=clipnorm)
 
 
-def compile_task_model(model, kind: str, optimizer) -> None:
+def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
+    """Loss and metric for the task kind. `jit_compile`: XLA-compile the
+    train/predict steps (Keras leaves XLA off on CPU-only machines by
+    default; it is faster there too, docs/performance.md)."""
     if kind == cdata.REGRESSION:
         model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
-                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")])
+                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+                      jit_compile=jit_compile)
     else:
         model.compile(
             optimizer=optimizer,
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
         )
 
 
@@ -341,16 +349,26 @@ def evaluate_split(model, split: Optional[cdata.Split], preprocessor, batch_size
 class ValidationMetricCallback(keras.callbacks.Callback):
     """After each epoch: evaluate `evaluate_fn()` (a metrics dict), keep the
     best weights by `main_metric`, stop after `patience` epochs without
-    improvement (None: never), restore the best weights at the end."""
+    improvement (None: never), restore the best weights at the end of `fit`
+    (`restore_best`; with `restore_at_train_end=False` only when
+    `restore_best_weights()` is called, for runs that call `fit` per epoch).
+
+    `skip_fn()` returning True skips an epoch end (an epoch cut short by a
+    signal). `get_state`/`set_state` carry the history, the best epoch and
+    the early-stopping counter across a resume.
+    """
 
     def __init__(self, evaluate_fn: Callable[[], Dict[str, float]], main_metric: str,
                  patience: Optional[int] = None, restore_best: bool = True,
-                 log_fn: Callable[[str], None] = None):
+                 log_fn: Callable[[str], None] = None, restore_at_train_end: bool = True,
+                 skip_fn: Callable[[], bool] = None):
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.main_metric = main_metric
         self.patience = patience
         self.restore_best = restore_best
+        self.restore_at_train_end = restore_at_train_end
+        self.skip_fn = skip_fn
         self.log_fn = log_fn or logger.info
         self.history: List[Dict[str, Any]] = []
         self.best_value = None
@@ -359,7 +377,18 @@ class ValidationMetricCallback(keras.callbacks.Callback):
         self.eval_seconds = 0.0
         self._wait = 0
 
+    def get_state(self) -> Dict[str, Any]:
+        return {"history": _json_clean(self.history), "best_value": _json_clean(self.best_value),
+                "best_epoch": self.best_epoch, "wait": self._wait}
+
+    def set_state(self, state: Dict[str, Any]) -> None:
+        self.history = list(state["history"])
+        self.best_value, self.best_epoch = state["best_value"], state["best_epoch"]
+        self._wait = state["wait"]
+
     def on_epoch_end(self, epoch, logs=None):
+        if self.skip_fn is not None and self.skip_fn():
+            return
         t0 = time.perf_counter()
         values = self.evaluate_fn()
         self.eval_seconds += time.perf_counter() - t0
@@ -385,9 +414,13 @@ class ValidationMetricCallback(keras.callbacks.Callback):
                 self.log_fn(f"early stopping: no improvement for {self._wait} epochs")
                 self.model.stop_training = True
 
-    def on_train_end(self, logs=None):
+    def restore_best_weights(self) -> None:
         if self.restore_best and self.best_weights is not None:
             self.model.set_weights(self.best_weights)
+
+    def on_train_end(self, logs=None):
+        if self.restore_at_train_end:
+            self.restore_best_weights()
 
 
 def measure_latency(model, split_or_dataset, preprocessor=None, batch_size: int = 64,
@@ -449,24 +482,31 @@ def measure_latency(model, split_or_dataset, preprocessor=None, batch_size: int 
 
 def prepare_workdir(workdir: str, overwrite: bool = False) -> str:
     """Creates `workdir`; refuses a file, and a previous run's outputs unless
-    `overwrite` (then they are deleted first, and logged)."""
+    `overwrite` (then they are deleted first, and logged). An unfinished run
+    (checkpoints, no report.json) is kept for `run_finetune` to resume; the
+    outputs it had begun to write are removed (they are written again)."""
     if not workdir:
         raise ValueError("workdir is required.")
     workdir = fileio.prepare_workdir(workdir)
     existing = [n for n in RUN_OUTPUTS if os.path.lexists(os.path.join(workdir, n))]
-    if existing:
-        if not overwrite:
-            raise FileExistsError(
-                f"workdir {workdir} already holds a previous run's outputs ({existing}); "
-                "use a new workdir or pass --overwrite to replace them."
-            )
-        for n in existing:
-            path = os.path.join(workdir, n)
-            logger.warning("overwrite: removing %s", path)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
+    unfinished = (os.path.isdir(os.path.join(workdir, resume.CHECKPOINT_DIR))
+                  and REPORT_FILE not in existing)
+    if existing and not overwrite and not unfinished:
+        raise FileExistsError(
+            f"workdir {workdir} already holds a previous run's outputs ({existing}); "
+            "use a new workdir or pass --overwrite to replace them."
+        )
+    if overwrite:
+        existing.append(resume.CHECKPOINT_DIR)
+    for n in existing:
+        path = os.path.join(workdir, n)
+        if not os.path.lexists(path):
+            continue
+        logger.warning("%s: removing %s", "overwrite" if overwrite else "resume", path)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
     return workdir
 
 
@@ -684,11 +724,9 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
         optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                    config.weight_decay, config.clipnorm)
-        compile_task_model(model, data.kind, optimizer)
+        compile_task_model(model, data.kind, optimizer, config.jit_compile)
+        model.optimizer.build(model.trainable_variables)  # slots exist before a restore
     preprocessor = build_preprocessor(encoder.tokenizer, seq_len, task_model=model)
-    train_ds = make_dataset(data.train, preprocessor, config.batch_size, shuffle=True,
-                            seed=config.seed)
-
     val_ds = make_eval_dataset(data.validation, preprocessor, config.eval_batch_size)
     test_ds = make_eval_dataset(data.test, preprocessor, config.eval_batch_size)
 
@@ -697,11 +735,36 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
                                    config.eval_batch_size, data.kind, data.metrics, val_ds)
         return values
 
-    callback = ValidationMetricCallback(eval_validation, data.main_metric,
-                                        config.early_stopping_patience, True, log)
-    t_fit = time.perf_counter()
-    model.fit(train_ds, epochs=config.epochs, callbacks=[callback], verbose=0, shuffle=False)
-    fit_seconds = time.perf_counter() - t_fit
+    checkpoint_dir = os.path.join(workdir, resume.CHECKPOINT_DIR)
+    resume.check_config(checkpoint_dir, _config_dict(config))
+    callback = ValidationMetricCallback(
+        eval_validation, data.main_metric, config.early_stopping_patience, True, log,
+        restore_at_train_end=False, skip_fn=lambda: checkpointer.saved_mid_epoch)
+    with StopSignals() as signals:
+        checkpointer = resume.FinetuneCheckpointer(checkpoint_dir, model, callback, signals,
+                                                   steps_per_epoch)
+        state = checkpointer.restore()
+        epoch, first_batch, stopped = 0, 0, False
+        if state is not None:
+            epoch, first_batch, stopped = state["epoch"], state["batch"], state["stopped"]
+            log(f"resuming from {state['checkpoint']}: epoch {epoch + 1}, batch {first_batch}")
+        t_fit, examples_trained = time.perf_counter(), 0
+        while epoch < config.epochs and not stopped:
+            order = resume.epoch_order(len(data.train), config.seed, epoch)
+            order = order[first_batch * config.batch_size:]
+            checkpointer.begin_epoch(epoch, first_batch)
+            model.fit(make_dataset(data.train.take(order), preprocessor, config.batch_size),
+                      initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                      callbacks=[callback, checkpointer])
+            if signals.received is not None:
+                raise RunInterrupted(
+                    f"Interrupted by signal {signals.received} in epoch {epoch + 1}; checkpoint "
+                    f"saved in {checkpoint_dir}. Rerun the same command to resume.")
+            examples_trained += len(order)
+            stopped = bool(model.stop_training)
+            epoch, first_batch = epoch + 1, 0
+        fit_seconds = time.perf_counter() - t_fit
+    callback.restore_best_weights()
     train_seconds = max(fit_seconds - callback.eval_seconds, 1e-9)
     epochs_run = len(callback.history)
 
@@ -743,7 +806,9 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         "parameters": {"total": total_params, "backbone": backbone_params,
                        "head": total_params - backbone_params},
         "throughput": {
-            "train_examples_per_sec": epochs_run * len(data.train) / train_seconds,
+            # Over this process's training (a resumed run: since the resume).
+            "train_examples_per_sec": (examples_trained / train_seconds
+                                       if examples_trained else None),
             "eval_examples_per_sec": val_eps,
             "test_eval_examples_per_sec": test_eps,
         },
@@ -758,6 +823,7 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
     })
     report = _json_clean(report)
     write_json_atomic(os.path.join(workdir, REPORT_FILE), report)
+    shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run is complete
     log(f"validation {data.main_metric}={report['validation_metric']}, "
         f"test {data.main_metric}={report['test_metric']}; report: "
         f"{os.path.join(workdir, REPORT_FILE)}")

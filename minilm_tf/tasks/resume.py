@@ -1,0 +1,157 @@
+"""Resumable fine-tuning: what `run_finetune` saves and how a rerun continues.
+
+A fine-tuning run keeps `<workdir>/checkpoints/`:
+
+- `ckpt-N.*` (`tf.train.CheckpointManager`, the 2 newest): the task model,
+  the optimizer (moments, step counter, hence the learning-rate schedule
+  position) and the dropout seed states;
+- `state.json`, written atomically after the checkpoint it names: the data
+  position (epoch, batch), the validation history, the best epoch so far and
+  the early-stopping counter;
+- `best-E.npz`: the best epoch's weights (restored at the end of training);
+- `finetune_config.json`: the settings that must not change on resume.
+
+Checkpoints are written at the end of every epoch (after validation) and,
+when SIGTERM/SIGINT arrives, after the current batch. The training order of
+epoch `e` is a fixed permutation of the train split (`epoch_order`), so a
+run resumed mid-epoch skips exactly the batches it already trained on. A
+SIGKILL repeats at most the epoch in progress.
+"""
+
+import glob
+import json
+import os
+from typing import Any, Dict, Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from minilm_tf import fileio
+from minilm_tf.checkpointing import save_checkpoint, seed_states
+
+CHECKPOINT_DIR = "checkpoints"
+STATE_FILE = "state.json"
+CONFIG_FILE = "finetune_config.json"
+
+# FinetuneConfig fields that must match when a run resumes; the others
+# (workdir, strategy, evaluation batch size, latency settings, ...) may change.
+IDENTITY_KEYS = (
+    "model", "task", "task_kind", "train_file", "validation_file", "test_file",
+    "file_format", "text_key", "text_pair_key", "label_key", "epochs", "batch_size",
+    "learning_rate", "weight_decay", "warmup_ratio", "clipnorm", "sequence_length",
+    "dropout", "seed", "max_train_examples", "precision", "extra",
+)
+
+
+def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
+    """The order in which epoch `epoch` visits the train examples."""
+    return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def check_config(directory: str, config: Dict[str, Any]) -> None:
+    """Records `config`'s identity keys on the first run; on a resume,
+    refuses (naming the keys) when they differ from the recorded ones."""
+    path = os.path.join(directory, CONFIG_FILE)
+    current = {k: config.get(k) for k in IDENTITY_KEYS}
+    if not os.path.exists(path):
+        os.makedirs(directory, exist_ok=True)
+        fileio.atomic_write_json(path, current)
+        return
+    with open(path, encoding="utf-8") as f:
+        saved = json.load(f)
+    # Compare through JSON so tuples/lists and ints/floats read alike.
+    current = json.loads(json.dumps(current))
+    diff = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in IDENTITY_KEYS
+            if saved.get(k) != current[k]]
+    if diff:
+        raise ValueError(
+            f"{os.path.dirname(directory)} holds an unfinished fine-tuning run with different "
+            f"settings ({'; '.join(diff)}). Rerun with the original settings to resume it, "
+            "use a new --workdir, or pass --overwrite to discard it."
+        )
+
+
+class FinetuneCheckpointer(keras.callbacks.Callback):
+    """Saves and restores a fine-tuning run's state (see the module doc).
+
+    Place it after the `ValidationMetricCallback` it checkpoints, and call
+    `begin_epoch(epoch, first_batch)` before each `fit` call, which covers one
+    epoch (or its remainder).
+    """
+
+    def __init__(self, directory: str, model, validation, signals,
+                 steps_per_epoch: int):
+        super().__init__()
+        self.directory = directory
+        self.validation = validation
+        self.signals = signals
+        self.steps_per_epoch = steps_per_epoch
+        self.batches_trained = 0  # in this process
+        self.saved_mid_epoch = False
+        self._epoch = 0
+        self._first_batch = 0
+        self._best_file: Optional[str] = None
+        self._checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                               rng=seed_states(model))
+        self._manager = tf.train.CheckpointManager(self._checkpoint, directory, max_to_keep=2)
+
+    # -- restore -----------------------------------------------------------
+
+    def restore(self) -> Optional[Dict[str, Any]]:
+        """Loads the newest complete state; returns it (None: fresh run)."""
+        path = os.path.join(self.directory, STATE_FILE)
+        if not os.path.exists(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            state = json.load(f)
+        self._checkpoint.restore(os.path.join(self.directory, state["checkpoint"])
+                                 ).assert_existing_objects_matched()
+        self.validation.set_state(state["validation"])
+        self._best_file = state.get("best_weights")
+        if self._best_file:
+            with np.load(os.path.join(self.directory, self._best_file)) as f:
+                self.validation.best_weights = [f[f"arr_{i}"] for i in range(len(f.files))]
+        return state
+
+    # -- save --------------------------------------------------------------
+
+    def begin_epoch(self, epoch: int, first_batch: int = 0) -> None:
+        self._epoch, self._first_batch = epoch, first_batch
+        self.saved_mid_epoch = False
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches_trained += 1
+        done = self._first_batch + batch + 1
+        # The epoch's last batch: let it end normally (validation, then a save).
+        if self.signals.received is not None and done < self.steps_per_epoch:
+            self._save(epoch=self._epoch, batch=done, stopped=False)
+            self.saved_mid_epoch = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.saved_mid_epoch:
+            self._save(epoch=epoch + 1, batch=0, stopped=bool(self.model.stop_training))
+
+    def _save(self, *, epoch: int, batch: int, stopped: bool) -> None:
+        validation = self.validation
+        if (batch == 0 and validation.best_weights is not None
+                and validation.best_epoch == epoch):
+            name = f"best-{epoch}.npz"
+            tmp = os.path.join(self.directory, f".tmp-{name}")
+            with open(tmp, "wb") as f:
+                np.savez(f, *validation.best_weights)
+            os.replace(tmp, os.path.join(self.directory, name))
+            self._best_file = name
+        path = save_checkpoint(self._manager, int(self.model.optimizer.iterations.numpy()))
+        fileio.atomic_write_json(os.path.join(self.directory, STATE_FILE), {
+            "checkpoint": os.path.basename(path),
+            "epoch": epoch,
+            "batch": batch,
+            "stopped": stopped,
+            "validation": validation.get_state(),
+            "best_weights": self._best_file,
+        })
+        for old in glob.glob(os.path.join(self.directory, "best-*.npz")):
+            if os.path.basename(old) != self._best_file:
+                os.remove(old)
