@@ -173,19 +173,36 @@ def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
 
 
 def test_compare_table_and_chart(tmp_path):
-    mk = lambda acc, lat, params: {  # noqa: E731
+    from minilm_tf.tasks import comparison as cmp
+
+    mk = lambda acc, lat, params, seed=0: {  # noqa: E731
         "main_metric": "accuracy", "test_labeled": True,
         "metrics": {"validation": {"accuracy": acc}, "test": {"accuracy": acc}},
         "parameters": {"total": params, "backbone": params - 10},
-        "latency_ms_per_example": lat}
-    rows = ft.comparison_rows([mk(0.9, 2.0, 1000), mk(0.81, 0.5, 200)], ["teacher", "s/dir"])
+        "latency_ms_per_example": lat, "hyperparameters": {"seed": seed}}
+    rows = cmp.comparison_rows([[mk(0.9, 2.0, 1000)], [mk(0.81, 0.5, 200)]],
+                               ["teacher", "s/dir"])
     assert rows[1]["retention_pct"] == pytest.approx(90.0)
     assert rows[1]["speedup"] == pytest.approx(4.0)
-    assert rows[0]["split"] == "test"
-    md = ft.comparison_markdown(rows, "toy")
+    assert rows[0]["split"] == "test" and rows[1]["value_std"] is None
+    md = cmp.comparison_markdown(rows, "toy")
     assert "| s/dir | student | 0.8100 | 90.0 |" in md
-    ft.comparison_chart(rows, str(tmp_path / "c.png"), "toy")
+    cmp.comparison_chart(rows, str(tmp_path / "c.png"), "toy")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+    # Several seeds: mean, sample std, retention of the means.
+    rows = cmp.comparison_rows(
+        [[mk(0.90, 2.0, 1000, 0), mk(0.86, 2.2, 1000, 1)],
+         [mk(0.80, 0.5, 200, 0), mk(0.70, 0.5, 200, 1), mk(0.75, 0.5, 200, 2)]],
+        ["teacher", "student"])
+    assert rows[0]["value"] == pytest.approx(0.88)
+    assert rows[1]["value"] == pytest.approx(0.75)
+    assert rows[1]["value_std"] == pytest.approx(np.std([0.8, 0.7, 0.75], ddof=1))
+    assert rows[1]["retention_pct"] == pytest.approx(100 * 0.75 / 0.88)
+    assert rows[1]["seeds"] == [0, 1, 2] and rows[0]["latency_ms_per_example"] == 2.1
+    assert "mean ± std over 3 seeds" in cmp.comparison_markdown(rows, "toy")
+    assert "0.7500 ± 0.0500" in cmp.comparison_markdown(rows, "toy")
+    cmp.comparison_chart(rows, str(tmp_path / "c2.png"), "toy")
 
 
 def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
@@ -321,3 +338,30 @@ def test_epoch_order_is_a_fixed_permutation_per_epoch():
     assert sorted(a) == list(range(100)) and not np.array_equal(a, b)
     np.testing.assert_array_equal(a, resume.epoch_order(100, 0, 0))
     assert not np.array_equal(a, resume.epoch_order(100, 1, 0))
+
+
+def test_tools_compare_with_seeds(tmp_path, toy_files, tiny_encoder):
+    from minilm_tf.teacher import save_encoder
+
+    preset = str(tmp_path / "tiny_preset")
+    save_encoder(tiny_encoder, preset)
+    workdir = tmp_path / "cmp"
+    cmd = [sys.executable, os.path.join(REPO, "tools", "compare.py"),
+           "--models", f"{preset},{preset}", "--task", "toy", "--seeds", "3,4",
+           "--train_file", toy_files["train"], "--validation_file", toy_files["dev"],
+           "--test_file", toy_files["test"], "--workdir", str(workdir), "--epochs", "1",
+           "--batch_size", "32", "--sequence_length", "12", "--latency_examples", "8",
+           "--jit_compile=false"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, CUDA_VISIBLE_DEVICES=""))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    compare = json.loads((workdir / "compare.json").read_text())
+    student = compare["rows"][1]
+    assert student["seeds"] == [3, 4] and student["split"] == "test"
+    seed_reports = [json.loads((workdir / "runs" / "1-tiny_preset" / f"seed{s}" /
+                                "report.json").read_text()) for s in (3, 4)]
+    values = [r["test_metric"] for r in seed_reports]
+    assert student["values"] == values
+    assert student["value"] == pytest.approx(np.mean(values))
+    assert "mean ± std over 2 seeds" in (workdir / "compare.md").read_text()
+    assert (workdir / "compare.png").stat().st_size > 1000

@@ -5,14 +5,19 @@ r"""Fine-tune a teacher and its students on one task and compare them.
       --workdir runs/compare_rt --epochs 3
 
 The first model is the teacher. Each model is fine-tuned with the same
-settings (all tools/finetune.py flags apply, except --model) into
-<workdir>/runs/<i>-<name>/, then a table is printed and saved as
+settings (all tools/finetune.py flags apply, except --model and --seed) into
+<workdir>/runs/<i>-<name>/ (with --seeds: <workdir>/runs/<i>-<name>/seed<S>/),
+then a table is printed and saved as
 <workdir>/compare.json and <workdir>/compare.md, with a bar chart
 <workdir>/compare.png:
 
   metric (test when the task's test split is labelled, else validation),
   retention (% of the teacher's metric), parameters (backbone / total),
   latency (ms per example, batched inference after warm-up) and speed-up.
+
+--seeds 0,1,2 fine-tunes every model once per seed; the table shows the mean
+and standard deviation over seeds (small-data fine-tuning varies by a point
+or more between seeds, so compare students over several).
 
 --reuse_runs reuses runs whose report.json already exists (e.g. to add a
 student to a comparison) instead of refusing the occupied directory.
@@ -36,6 +41,8 @@ import finetune as finetune_tool  # noqa: E402  (tools/finetune.py: defines the 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Comma-separated model specs; the first is the teacher.")
 flags.DEFINE_bool("reuse_runs", False, "Reuse runs that already have a report.json.")
+flags.DEFINE_list("seeds", None, "Fine-tuning seeds (default: --seed only); the table "
+                  "reports mean and std over them.")
 
 COMPARE_JSON = "compare.json"
 COMPARE_MD = "compare.md"
@@ -52,8 +59,10 @@ def main(argv):
         raise app.UsageError("Use --models (comma-separated), not --model.")
     import keras
 
-    from minilm_tf.tasks.finetune import (REPORT_FILE, comparison_chart, comparison_markdown,
-                                          comparison_rows, model_slug, run_finetune)
+    from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.tasks.comparison import (comparison_chart, comparison_markdown,
+                                            comparison_rows, model_slug)
+    from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
 
     models = [m.strip() for m in FLAGS.models if m.strip()]
     workdir = os.path.abspath(FLAGS.workdir)
@@ -67,29 +76,42 @@ def main(argv):
         return 1
     os.makedirs(os.path.join(workdir, "runs"), exist_ok=True)
 
-    reports = []
+    try:
+        seeds = [int(x) for x in FLAGS.seeds] if FLAGS.seeds else None
+    except ValueError:
+        print(f"error: --seeds must be integers, got {FLAGS.seeds}.", file=sys.stderr)
+        return 1
+    runs = []
     for i, spec in enumerate(models):
-        run_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
-        report_path = os.path.join(run_dir, REPORT_FILE)
-        if FLAGS.reuse_runs and os.path.exists(report_path):
-            logging.info("reusing %s", report_path)
-            with open(report_path, encoding="utf-8") as f:
-                report = json.load(f)
-        else:
-            logging.info("[%d/%d] fine-tuning %s", i + 1, len(models), spec)
-            try:
-                report = run_finetune(finetune_tool.config_from_flags(spec, run_dir),
-                                      log_fn=logging.info)
-            except finetune_tool.USER_ERRORS as e:
-                print(f"error ({spec}): {e}", file=sys.stderr)
-                return 1
-            report = {k: v for k, v in report.items() if not k.startswith("_")}
-            keras.backend.clear_session()
-            gc.collect()
-        report["_workdir"] = run_dir
-        reports.append(report)
+        model_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
+        reports = []
+        for seed in seeds or [FLAGS.seed]:
+            run_dir = os.path.join(model_dir, f"seed{seed}") if seeds else model_dir
+            report_path = os.path.join(run_dir, REPORT_FILE)
+            if FLAGS.reuse_runs and os.path.exists(report_path):
+                logging.info("reusing %s", report_path)
+                with open(report_path, encoding="utf-8") as f:
+                    report = json.load(f)
+            else:
+                logging.info("[%d/%d] fine-tuning %s (seed %d)", i + 1, len(models), spec, seed)
+                config = finetune_tool.config_from_flags(spec, run_dir)
+                config.seed = seed
+                try:
+                    report = run_finetune(config, log_fn=logging.info)
+                except finetune_tool.USER_ERRORS as e:
+                    print(f"error ({spec}): {e}", file=sys.stderr)
+                    return 1
+                except RunInterrupted as e:
+                    logging.warning("%s", e)
+                    return 130
+                report = {k: v for k, v in report.items() if not k.startswith("_")}
+                keras.backend.clear_session()
+                gc.collect()
+            report["_workdir"] = run_dir
+            reports.append(report)
+        runs.append(reports)
 
-    rows = comparison_rows(reports, models)
+    rows = comparison_rows(runs, models)
     table = comparison_markdown(rows, FLAGS.task)
     print(table)
     with open(outputs[0], "w", encoding="utf-8") as f:

@@ -22,8 +22,6 @@ The pieces, usable one by one:
   `<workdir>/labels.json` and the model (`<workdir>/model/`, a keras-hub task
   preset with its preprocessor, or `<workdir>/model.keras` when the backbone
   has no keras-hub task). `load_finetuned(workdir)` loads it back.
-* `comparison_rows` / `comparison_markdown` / `comparison_chart`: the
-  teacher-vs-students table and bar chart of tools/compare.py.
 
 Defaults follow the BERT / MiniLM fine-tuning grids: batch 32, sequence
 length 128, learning rate 5e-5 (top of the 2e-5..5e-5 grid; small students
@@ -58,7 +56,6 @@ import json
 import logging
 import math
 import os
-import re
 import shutil
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence
@@ -853,108 +850,3 @@ def _json_clean(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
-
-
-# --------------------------------------------------------------------------
-# Teacher-vs-students comparison (tools/compare.py)
-
-
-def model_slug(spec: str) -> str:
-    """A file-name-safe short name for a model spec."""
-    base = os.path.basename(os.path.normpath(spec)) or spec
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", base)[:60] or "model"
-
-
-def _metric_value(report, split):
-    metrics = (report.get("metrics") or {}).get(split) or {}
-    return metrics.get(report.get("main_metric"))
-
-
-def comparison_rows(reports: Sequence[Dict[str, Any]], models: Sequence[str]):
-    """Rows of the teacher-vs-students table from `run_finetune` reports (the
-    first is the teacher): metric (on test when every run has test labels,
-    else validation), retention % of the teacher, parameters, latency and
-    speed-up."""
-    teacher = reports[0]
-    # Score on test when every run has test labels, else on validation.
-    split = "test" if all(_metric_value(r, "test") is not None
-                          for r in reports) else "validation"
-    t_value = _metric_value(teacher, split)
-    t_latency = teacher.get("latency_ms_per_example")
-    rows = []
-    for i, (spec, r) in enumerate(zip(models, reports)):
-        value = _metric_value(r, split)
-        latency = r.get("latency_ms_per_example")
-        params = r.get("parameters") or {}
-        rows.append({
-            "model": spec,
-            "role": "teacher" if i == 0 else "student",
-            "metric": r.get("main_metric"),
-            "split": split,
-            "value": value,
-            "validation_value": _metric_value(r, "validation"),
-            "retention_pct": (100.0 * value / t_value
-                              if value is not None and t_value not in (None, 0) else None),
-            "parameters_total": params.get("total"),
-            "parameters_backbone": params.get("backbone"),
-            "latency_ms_per_example": latency,
-            "speedup": (t_latency / latency if latency and t_latency else None),
-            "train_examples_per_sec": (r.get("throughput") or {}).get("train_examples_per_sec"),
-            "workdir": r.get("_workdir"),
-        })
-    return rows
-
-
-def _fmt(v, spec):
-    return "-" if v is None else format(v, spec)
-
-
-def comparison_markdown(rows, task: str) -> str:
-    metric, split = rows[0]["metric"], rows[0]["split"]
-    lines = [
-        f"Task: {task}; metric: {metric} on {split}; latency: ms/example, batched "
-        "inference after warm-up.",
-        "",
-        f"| model | role | {metric} | retention % | params (backbone) | params (total) "
-        "| latency ms/ex | speed-up |",
-        "|---|---|---:|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['model']} | {r['role']} | {_fmt(r['value'], '.4f')} "
-            f"| {_fmt(r['retention_pct'], '.1f')} | {_fmt(r['parameters_backbone'], ',')} "
-            f"| {_fmt(r['parameters_total'], ',')} | {_fmt(r['latency_ms_per_example'], '.3f')} "
-            f"| {_fmt(r['speedup'], '.2f')}x |")
-    return "\n".join(lines) + "\n"
-
-
-def comparison_chart(rows, path: str, task: str) -> None:
-    """Bar chart PNG (matplotlib, Agg backend) of the comparison rows."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    labels = [f"{i}: {model_slug(r['model'])}" for i, r in enumerate(rows)]
-    colors = ["#4c72b0" if r["role"] == "teacher" else "#dd8452" for r in rows]
-    panels = [
-        (f"{rows[0]['metric']} ({rows[0]['split']})", [r["value"] for r in rows]),
-        ("retention % of teacher", [r["retention_pct"] for r in rows]),
-        ("latency ms / example", [r["latency_ms_per_example"] for r in rows]),
-        ("parameters (millions)", [None if r["parameters_total"] is None
-                                   else r["parameters_total"] / 1e6 for r in rows]),
-    ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2))
-    for ax, (title, values) in zip(axes, panels):
-        vals = [0.0 if v is None else v for v in values]
-        bars = ax.bar(range(len(vals)), vals, color=colors)
-        for b, v in zip(bars, values):
-            ax.annotate("-" if v is None else f"{v:.3g}", (b.get_x() + b.get_width() / 2,
-                        b.get_height()), ha="center", va="bottom", fontsize=8)
-        ax.set_title(title, fontsize=10)
-        ax.set_xticks(range(len(vals)))
-        ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
-    fig.suptitle(f"{task}: teacher vs students")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
