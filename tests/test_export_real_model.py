@@ -7,9 +7,8 @@ import os
 
 import numpy as np
 import pytest
-
-pytest.importorskip("keras_hub")
-pytest.importorskip("tensorflow_text")
+import keras_hub  # noqa: F401
+import tensorflow_text  # noqa: F401
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "all_minilm_l6_v2_reference.npz")
 

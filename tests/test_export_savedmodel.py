@@ -11,11 +11,10 @@ import types
 
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-keras_hub = pytest.importorskip("keras_hub")
-tf = pytest.importorskip("tensorflow")
-pytest.importorskip("tensorflow_text")
+import keras
+import keras_hub
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
 
 from minilm_tf.export.testing import (  # noqa: E402
     LABELS,
@@ -193,7 +192,7 @@ def test_metadata_and_warmup_requests(exports):
     assert set(meta["signatures"]) == {sm.SERVING_DEFAULT, sm.TOKEN_IDS_SIGNATURE,
                                        sm.TOKENIZE_SIGNATURE}
     json.dumps(meta)
-    pytest.importorskip("tensorflow_serving")
+    import tensorflow_serving  # noqa: F401
     from tensorflow_serving.apis import prediction_log_pb2
 
     records = list(tf.data.TFRecordDataset(os.path.join(path, sm.EXTRA_DIR, sm.WARMUP_FILE)))
@@ -203,7 +202,7 @@ def test_metadata_and_warmup_requests(exports):
 
 
 def test_predict_request_validates_against_signature(exports):
-    pytest.importorskip("tensorflow_serving")
+    import tensorflow_serving  # noqa: F401
     ex = exports["pair"]
     path = ex.result["path"]
     sigs = sm.read_signature_defs(path)

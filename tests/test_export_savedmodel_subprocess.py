@@ -5,9 +5,8 @@ and TF Serving PredictRequest validation, through `verify_saved_model`
 import os
 
 import pytest
-
-pytest.importorskip("keras_hub")
-pytest.importorskip("tensorflow_text")
+import keras_hub  # noqa: F401
+import tensorflow_text  # noqa: F401
 
 from minilm_tf.export import data as xdata  # noqa: E402
 from minilm_tf.export import savedmodel as sm  # noqa: E402

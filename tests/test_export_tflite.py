@@ -4,10 +4,9 @@ bad input on the LiteRT interpreter."""
 
 import numpy as np
 import pytest
-
-pytest.importorskip("keras_hub")
-pytest.importorskip("tensorflow_text")
-pytest.importorskip("ai_edge_litert")
+import keras_hub  # noqa: F401
+import tensorflow_text  # noqa: F401
+import ai_edge_litert  # noqa: F401
 
 from minilm_tf.export import data as xdata  # noqa: E402
 from minilm_tf.export import source as src  # noqa: E402

@@ -7,9 +7,8 @@ import subprocess
 import sys
 
 import pytest
-
-pytest.importorskip("keras_hub")
-pytest.importorskip("tensorflow_text")
+import keras_hub  # noqa: F401
+import tensorflow_text  # noqa: F401
 
 from minilm_tf.export import testing  # noqa: E402
 

@@ -11,9 +11,8 @@ import types
 
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-keras_hub = pytest.importorskip("keras_hub")
+import keras
+import keras_hub
 
 from minilm_tf.tasks import finetune as ft  # noqa: E402
 

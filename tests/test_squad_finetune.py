@@ -10,9 +10,8 @@ import sys
 
 import numpy as np
 import pytest
-
-keras = pytest.importorskip("keras")
-keras_hub = pytest.importorskip("keras_hub")
+import keras
+import keras_hub
 
 from minilm_tf.tasks import finetune as ft  # noqa: E402
 from minilm_tf.tasks import qa_model as qam  # noqa: E402
@@ -142,7 +141,7 @@ def test_tools_finetune_squad_v2_end_to_end(tmp_path):
 
 
 def test_tfds_squad_mock_data_one_step(tmp_path):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    import tensorflow_datasets as tfds
     encoder = _tiny_encoder(seed=2)
 
     cfg = ft.FinetuneConfig(
