@@ -63,3 +63,15 @@ def _check_reachable(tpu_address: str, timeout_s: float = 10.0) -> None:
             f"No TPU reachable at {tpu_address}: {e}. Pass the TPU name or grpc:// address "
             "of a running TPU, or use another strategy."
         ) from e
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True unless this process is a non-chief worker of a multi-worker cluster."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().as_dict():
+        return True
+    return resolver.task_type in ("chief", None) or (
+        resolver.task_type == "worker"
+        and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict()
+    )

@@ -30,7 +30,7 @@ from absl import logging
 
 from minilm_tf import data as corpus
 from minilm_tf.distiller import MiniLMDistiller
-from minilm_tf.distribute import make_strategy
+from minilm_tf.distribute import is_chief, make_strategy
 from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
 from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 from minilm_tf.optim import make_adamw
@@ -234,17 +234,6 @@ def _set_precision(precision: str) -> None:
     keras.mixed_precision.set_global_policy(precision)
 
 
-def _is_chief(strategy: tf.distribute.Strategy) -> bool:
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().as_dict():
-        return True
-    return resolver.task_type in ("chief", None) or (
-        resolver.task_type == "worker"
-        and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict()
-    )
-
-
 def run_distillation(config: Mapping, workdir: str) -> dict:
     """Runs (or resumes) a distillation described by `config` in `workdir`.
 
@@ -266,7 +255,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
     train = config["train"]
     _set_precision(train["precision"])
     strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
-    chief = _is_chief(strategy)
+    chief = is_chief(strategy)
     if chief:
         atomic_write_json(config_path, config_dict)
 

@@ -65,7 +65,7 @@ import numpy as np
 
 from minilm_tf import fileio
 from minilm_tf.checkpointing import RunInterrupted, StopSignals
-from minilm_tf.distribute import make_strategy
+from minilm_tf.distribute import is_chief, make_strategy
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
@@ -733,6 +733,9 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         return values
 
     checkpoint_dir = os.path.join(workdir, resume.CHECKPOINT_DIR)
+    if not is_chief(strategy):  # every worker saves; keep the copies apart
+        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}",
+                                      resume.CHECKPOINT_DIR)
     resume.check_config(checkpoint_dir, _config_dict(config))
     callback = ValidationMetricCallback(
         eval_validation, data.main_metric, config.early_stopping_patience, True, log,
