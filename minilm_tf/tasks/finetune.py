@@ -244,9 +244,10 @@ def build_preprocessor(tokenizer, sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     return cls(tokenizer=tokenizer, sequence_length=sequence_length)
 
 
-def make_dataset(split: cdata.Split, preprocessor, batch_size: int, shuffle: bool = False,
-                 seed: int = 0, with_labels: bool = True):
-    """Batched `tf.data` of preprocessed features (and labels)."""
+def make_dataset(split: cdata.Split, preprocessor, batch_size: int, with_labels: bool = True):
+    """Batched `tf.data` of preprocessed features (and labels), in the split's
+    order (training shuffles with `resume.epoch_order`, which a resumed run
+    can reproduce)."""
     import tensorflow as tf
 
     with_labels = with_labels and split.is_labeled
@@ -255,8 +256,6 @@ def make_dataset(split: cdata.Split, preprocessor, batch_size: int, shuffle: boo
         ds = tf.data.Dataset.from_tensor_slices((x, split.labels))
     else:
         ds = tf.data.Dataset.from_tensor_slices((x,))
-    if shuffle:
-        ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size)
     if with_labels:
         ds = ds.map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
@@ -284,8 +283,7 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float =
 
 def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
     """Loss and metric for the task kind. `jit_compile`: XLA-compile the
-    train/predict steps (Keras leaves XLA off on CPU-only machines by
-    default; it is faster there too, docs/performance.md)."""
+    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines)."""
     if kind == cdata.REGRESSION:
         model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
