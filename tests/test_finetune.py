@@ -324,7 +324,11 @@ def test_resume_refuses_changed_settings(tmp_path):
 
     config = ft._config_dict(ft.FinetuneConfig(model="m", task="t", workdir=str(tmp_path)))
     directory = str(tmp_path / "checkpoints")
+    resume.check_config(directory, dict(config, learning_rate=1.0))
+    # No checkpoint yet (e.g. the first attempt failed on a bad file): a rerun
+    # with other settings starts afresh.
     resume.check_config(directory, config)
+    (tmp_path / "checkpoints" / resume.STATE_FILE).write_text("{}")  # a checkpoint exists
     resume.check_config(directory, dict(config, eval_batch_size=7, strategy="mirrored"))
     with pytest.raises(ValueError, match=r"learning_rate: 5e-05 -> 0.001.*--overwrite"):
         resume.check_config(directory, dict(config, learning_rate=1e-3))
@@ -364,3 +368,59 @@ def test_tools_compare_with_seeds(tmp_path, toy_files, tiny_encoder):
     assert student["value"] == pytest.approx(np.mean(values))
     assert "mean ± std over 2 seeds" in (workdir / "compare.md").read_text()
     assert (workdir / "compare.png").stat().st_size > 1000
+
+
+def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
+    """In-process: SIGTERM mid-epoch (as the QA and classification paths see
+    it) saves, raises RunInterrupted; a fresh model resuming from the
+    directory ends where an uninterrupted run ends, dropout included."""
+    import signal
+
+    import tensorflow as tf
+
+    from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.tasks import resume
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(96, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
+                                  keras.layers.Dropout(0.3), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.AdamW(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def epoch_dataset(epoch, first_batch):
+        order = resume.epoch_order(len(x), 0, epoch)[first_batch * 8:]
+        return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(8), len(order)
+
+    class Kill(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.optimizer.iterations.numpy() == 17:  # epoch 2, batch 5
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    straight = build()
+    resume.fit_resumable(straight, epoch_dataset, epochs=3, steps_per_epoch=12,
+                         directory=str(tmp_path / "a"))
+
+    model = build()
+    kill = Kill()
+    model.fit = (lambda fit: lambda *a, **k: fit(*a, **dict(
+        k, callbacks=k["callbacks"] + [kill])))(model.fit)
+    with pytest.raises(RunInterrupted, match="signal 15 in epoch 2"):
+        resume.fit_resumable(model, epoch_dataset, epochs=3, steps_per_epoch=12,
+                             directory=str(tmp_path / "b"))
+    state = json.loads((tmp_path / "b" / "state.json").read_text())
+    assert (state["epoch"], state["batch"]) == (1, 6)
+
+    resumed = build()
+    result = resume.fit_resumable(resumed, epoch_dataset, epochs=3, steps_per_epoch=12,
+                                  directory=str(tmp_path / "b"))
+    assert result.examples_trained == 96 - 48 + 96
+    assert int(resumed.optimizer.iterations.numpy()) == 36
+    for a, b in zip(straight.get_weights(), resumed.get_weights()):
+        np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)

@@ -64,7 +64,6 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
-from minilm_tf.checkpointing import RunInterrupted, StopSignals
 from minilm_tf.distribute import is_chief, make_strategy
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
@@ -680,6 +679,11 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
     qa_finetune = _find_qa_hook() if kind == cdata.QA else None  # fail before any output
     workdir = prepare_workdir(config.workdir, config.overwrite)
     keras.utils.set_random_seed(config.seed)
+    checkpoint_dir = os.path.join(workdir, resume.CHECKPOINT_DIR)
+    if not is_chief(strategy):  # every worker saves; keep the copies apart
+        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}",
+                                      resume.CHECKPOINT_DIR)
+    resume.check_config(checkpoint_dir, _config_dict(config))
 
     common = {
         "task": config.task,
@@ -707,6 +711,7 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         report["hyperparameters"] = _config_dict(config)
         report["versions"] = _versions()
         write_json_atomic(os.path.join(workdir, REPORT_FILE), _json_clean(report))
+        shutil.rmtree(checkpoint_dir, ignore_errors=True)  # the run is complete
         return report
 
     log(f"task {data.name} ({data.kind}): train={len(data.train)} "
@@ -730,39 +735,18 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
                                    config.eval_batch_size, data.kind, data.metrics, val_ds)
         return values
 
-    checkpoint_dir = os.path.join(workdir, resume.CHECKPOINT_DIR)
-    if not is_chief(strategy):  # every worker saves; keep the copies apart
-        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}",
-                                      resume.CHECKPOINT_DIR)
-    resume.check_config(checkpoint_dir, _config_dict(config))
-    callback = ValidationMetricCallback(
-        eval_validation, data.main_metric, config.early_stopping_patience, True, log,
-        restore_at_train_end=False, skip_fn=lambda: checkpointer.saved_mid_epoch)
-    with StopSignals() as signals:
-        checkpointer = resume.FinetuneCheckpointer(checkpoint_dir, model, callback, signals,
-                                                   steps_per_epoch)
-        state = checkpointer.restore()
-        epoch, first_batch, stopped = 0, 0, False
-        if state is not None:
-            epoch, first_batch, stopped = state["epoch"], state["batch"], state["stopped"]
-            log(f"resuming from {state['checkpoint']}: epoch {epoch + 1}, batch {first_batch}")
-        t_fit, examples_trained = time.perf_counter(), 0
-        while epoch < config.epochs and not stopped:
-            order = resume.epoch_order(len(data.train), config.seed, epoch)
-            order = order[first_batch * config.batch_size:]
-            checkpointer.begin_epoch(epoch, first_batch)
-            model.fit(make_dataset(data.train.take(order), preprocessor, config.batch_size),
-                      initial_epoch=epoch, epochs=epoch + 1, verbose=0,
-                      callbacks=[callback, checkpointer])
-            if signals.received is not None:
-                raise RunInterrupted(
-                    f"Interrupted by signal {signals.received} in epoch {epoch + 1}; checkpoint "
-                    f"saved in {checkpoint_dir}. Rerun the same command to resume.")
-            examples_trained += len(order)
-            stopped = bool(model.stop_training)
-            epoch, first_batch = epoch + 1, 0
-        fit_seconds = time.perf_counter() - t_fit
-    callback.restore_best_weights()
+    callback = ValidationMetricCallback(eval_validation, data.main_metric,
+                                        config.early_stopping_patience, True, log)
+
+    def epoch_dataset(epoch, first_batch):
+        order = resume.epoch_order(len(data.train), config.seed, epoch)
+        order = order[first_batch * config.batch_size:]
+        return make_dataset(data.train.take(order), preprocessor, config.batch_size), len(order)
+
+    fit = resume.fit_resumable(model, epoch_dataset, epochs=config.epochs,
+                               steps_per_epoch=steps_per_epoch, directory=checkpoint_dir,
+                               validation=callback, log=log)
+    fit_seconds, examples_trained = fit.fit_seconds, fit.examples_trained
     train_seconds = max(fit_seconds - callback.eval_seconds, 1e-9)
     epochs_run = len(callback.history)
 

@@ -18,17 +18,19 @@ run resumed mid-epoch skips exactly the batches it already trained on. A
 SIGKILL repeats at most the epoch in progress.
 """
 
+import dataclasses
 import glob
 import json
 import os
-from typing import Any, Dict, Optional
+import time
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from minilm_tf import fileio
-from minilm_tf.checkpointing import save_checkpoint, seed_states
+from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
@@ -50,11 +52,11 @@ def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
 
 
 def check_config(directory: str, config: Dict[str, Any]) -> None:
-    """Records `config`'s identity keys on the first run; on a resume,
-    refuses (naming the keys) when they differ from the recorded ones."""
+    """Records `config`'s identity keys until the first checkpoint; once
+    there is one, refuses (naming the keys) settings that differ from them."""
     path = os.path.join(directory, CONFIG_FILE)
     current = {k: config.get(k) for k in IDENTITY_KEYS}
-    if not os.path.exists(path):
+    if not os.path.exists(os.path.join(directory, STATE_FILE)):
         os.makedirs(directory, exist_ok=True)
         fileio.atomic_write_json(path, current)
         return
@@ -75,9 +77,9 @@ def check_config(directory: str, config: Dict[str, Any]) -> None:
 class FinetuneCheckpointer(keras.callbacks.Callback):
     """Saves and restores a fine-tuning run's state (see the module doc).
 
-    Place it after the `ValidationMetricCallback` it checkpoints, and call
-    `begin_epoch(epoch, first_batch)` before each `fit` call, which covers one
-    epoch (or its remainder).
+    Place it after the `ValidationMetricCallback` it checkpoints (or None),
+    and call `begin_epoch(epoch, first_batch)` before each `fit` call, which
+    covers one epoch (or its remainder). `fit_resumable` does all that.
     """
 
     def __init__(self, directory: str, model, validation, signals,
@@ -107,7 +109,8 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
             state = json.load(f)
         self._checkpoint.restore(os.path.join(self.directory, state["checkpoint"])
                                  ).assert_existing_objects_matched()
-        self.validation.set_state(state["validation"])
+        if self.validation is not None:
+            self.validation.set_state(state["validation"])
         self._best_file = state.get("best_weights")
         if self._best_file:
             with np.load(os.path.join(self.directory, self._best_file)) as f:
@@ -135,7 +138,7 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
 
     def _save(self, *, epoch: int, batch: int, stopped: bool) -> None:
         validation = self.validation
-        if (batch == 0 and validation.best_weights is not None
+        if (batch == 0 and validation is not None and validation.best_weights is not None
                 and validation.best_epoch == epoch):
             name = f"best-{epoch}.npz"
             tmp = os.path.join(self.directory, f".tmp-{name}")
@@ -149,9 +152,61 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
             "epoch": epoch,
             "batch": batch,
             "stopped": stopped,
-            "validation": validation.get_state(),
+            "validation": validation.get_state() if validation is not None else None,
             "best_weights": self._best_file,
         })
         for old in glob.glob(os.path.join(self.directory, "best-*.npz")):
             if os.path.basename(old) != self._best_file:
                 os.remove(old)
+
+
+@dataclasses.dataclass
+class FitResult:
+    fit_seconds: float  # wall time of the fit calls, validation included
+    examples_trained: int  # in this process
+    epoch_logs: List[Dict[str, float]]  # Keras logs of the epochs trained in this process
+
+
+def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *,
+                  epochs: int, steps_per_epoch: int, directory: str, validation=None,
+                  log: Callable[[str], None] = print) -> FitResult:
+    """Trains a compiled `model` for `epochs` epochs, resuming from
+    `directory` when it holds a checkpoint.
+
+    `epoch_dataset(epoch, first_batch)` returns `(dataset, num_examples)`:
+    the batches of epoch `epoch` from batch `first_batch` on, in a fixed
+    order (`epoch_order`). `validation`: a `ValidationMetricCallback` (or
+    None), run after every epoch; its best weights are restored at the end.
+    SIGTERM/SIGINT save a checkpoint after the current batch and raise
+    `RunInterrupted`.
+    """
+    if validation is not None:
+        validation.restore_at_train_end = False
+    with StopSignals() as signals:
+        checkpointer = FinetuneCheckpointer(directory, model, validation, signals,
+                                            steps_per_epoch)
+        if validation is not None:
+            validation.skip_fn = lambda: checkpointer.saved_mid_epoch
+        state = checkpointer.restore()
+        epoch, first_batch, stopped = 0, 0, False
+        if state is not None:
+            epoch, first_batch, stopped = state["epoch"], state["batch"], state["stopped"]
+            log(f"resuming from {state['checkpoint']}: epoch {epoch + 1}, batch {first_batch}")
+        t0, examples, epoch_logs = time.perf_counter(), 0, []
+        while epoch < epochs and not stopped:
+            dataset, num_examples = epoch_dataset(epoch, first_batch)
+            checkpointer.begin_epoch(epoch, first_batch)
+            history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                                callbacks=[c for c in (validation, checkpointer) if c])
+            if signals.received is not None:
+                raise RunInterrupted(
+                    f"Interrupted by signal {signals.received} in epoch {epoch + 1}; checkpoint "
+                    f"saved in {directory}. Rerun the same command to resume.")
+            examples += num_examples
+            epoch_logs.append({k: float(v[-1]) for k, v in history.history.items()})
+            stopped = bool(model.stop_training)
+            epoch, first_batch = epoch + 1, 0
+        fit_seconds = time.perf_counter() - t0
+    if validation is not None:
+        validation.restore_best_weights()
+    return FitResult(fit_seconds, examples, epoch_logs)

@@ -70,6 +70,7 @@ import numpy as np
 from minilm_tf import fileio
 from minilm_tf.tasks import finetune as ft
 from minilm_tf.tasks import qa_model as qam
+from minilm_tf.tasks import resume
 from minilm_tf.tasks import squad
 from minilm_tf.tasks import squad_metrics as sm
 
@@ -563,32 +564,39 @@ def finetune_qa(encoder, config, workdir: str,
     optimizer = ft.make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                   config.weight_decay, config.clipnorm)
     qam.compile_qa_model(model, optimizer)
-    train_ds = qam.make_qa_dataset(train_features, config.batch_size, training=True,
-                                   seed=config.seed, drop_remainder=drop_remainder)
+    train_arrays = {k: np.asarray(v) for k, v in train_features.items()}
+    del train_features
+
+    def epoch_dataset(epoch, first_batch):
+        order = resume.epoch_order(n_train_features, config.seed, epoch)
+        if drop_remainder:
+            order = order[:steps_per_epoch * config.batch_size]
+        order = order[first_batch * config.batch_size:]
+        features = {k: v[order] for k, v in train_arrays.items()}
+        return (qam.make_qa_dataset(features, config.batch_size, drop_remainder=drop_remainder),
+                len(order))
 
     def run_eval(split):
         examples, features, meta, ds = evals[split]
         return evaluate_qa(model, examples, features, meta, options, version_2,
                            config.eval_batch_size, ds)
 
-    callbacks = []
     callback = None
     if config.epochs > 1:
         callback = ft.ValidationMetricCallback(
             lambda: _numeric(run_eval("validation")[0]), MAIN_METRIC,
             config.early_stopping_patience, True, log)
-        callbacks.append(callback)
-    t_fit = time.perf_counter()
     with warnings.catch_warnings():
         # The backbone's pooler is not part of the QA model's loss.
         warnings.filterwarnings("ignore", message=_POOLER_NO_GRADIENT)
-        history = model.fit(train_ds, epochs=config.epochs, callbacks=callbacks, verbose=0,
-                            shuffle=False)
-    fit_seconds = time.perf_counter() - t_fit
-    train_seconds = max(fit_seconds - (callback.eval_seconds if callback else 0.0), 1e-9)
-    epochs_run = len(history.history.get("loss", [])) or config.epochs
-    features_seen = epochs_run * min(n_train_features, steps_per_epoch * config.batch_size)
-    del train_ds, train_features
+        fit = resume.fit_resumable(
+            model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
+            directory=os.path.join(workdir, resume.CHECKPOINT_DIR), validation=callback,
+            log=log)
+    train_seconds = max(fit.fit_seconds - (callback.eval_seconds if callback else 0.0), 1e-9)
+    epochs_run = len(callback.history) if callback else config.epochs
+    features_seen = fit.examples_trained
+    del train_arrays
 
     metrics: Dict[str, Any] = {"validation": None, "test": None}
     eval_eps: Dict[str, Optional[float]] = {"validation": None, "test": None}
@@ -625,7 +633,6 @@ def finetune_qa(encoder, config, workdir: str,
     total_params = ft.count_params(model)
     backbone_params = ft.count_params(encoder.backbone)
     val, test = metrics["validation"], metrics["test"]
-    train_history = history.history
     result = {
         "task_source": data.source,
         "notes": notes,
@@ -642,9 +649,8 @@ def finetune_qa(encoder, config, workdir: str,
         "best_epoch": callback.best_epoch if callback else epochs_run,
         "epochs_run": epochs_run,
         "history": (callback.history if callback else
-                    [{"epoch": i + 1, **{f"train_{k}": float(v[i])
-                                         for k, v in train_history.items()}}
-                     for i in range(epochs_run)]),
+                    [{"epoch": epochs_run, **{f"train_{k}": v for k, v in logs.items()}}
+                     for logs in fit.epoch_logs]),
         "parameters": {"total": total_params, "backbone": backbone_params,
                        "head": total_params - backbone_params},
         "throughput": {
