@@ -745,7 +745,8 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
 
     fit = resume.fit_resumable(model, epoch_dataset, epochs=config.epochs,
                                steps_per_epoch=steps_per_epoch, directory=checkpoint_dir,
-                               validation=callback, log=log)
+                               validation=callback, log=log,
+                               batch_size=config.batch_size)
     fit_seconds, examples_trained = fit.fit_seconds, fit.examples_trained
     train_seconds = max(fit_seconds - callback.eval_seconds, 1e-9)
     epochs_run = len(callback.history)

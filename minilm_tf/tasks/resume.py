@@ -160,6 +160,33 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
                 os.remove(old)
 
 
+class _Progress(keras.callbacks.Callback):
+    """Logs the step, the loss, examples/s and the epoch's ETA every `every` steps."""
+
+    def __init__(self, log, every: int, steps_per_epoch: int, batch_size_hint: int):
+        super().__init__()
+        self.log, self.every = log, every
+        self.steps_per_epoch, self.batch_size_hint = steps_per_epoch, batch_size_hint
+        self.first_batch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch, self._t0, self._n = epoch, time.perf_counter(), 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._n += 1
+        done = self.first_batch + batch + 1
+        if done % self.every and done != self.steps_per_epoch:
+            return
+        elapsed = time.perf_counter() - self._t0
+        rate = self._n / max(elapsed, 1e-9)
+        eta = (self.steps_per_epoch - done) / max(rate, 1e-9)
+        loss = (logs or {}).get("loss")
+        self.log(f"epoch {self.epoch + 1} step {done}/{self.steps_per_epoch}"
+                 + (f" loss={float(loss):.4f}" if loss is not None else "")
+                 + f" examples/s={rate * self.batch_size_hint:.1f}"
+                 f" epoch ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+
+
 @dataclasses.dataclass
 class FitResult:
     fit_seconds: float  # wall time of the fit calls, validation included
@@ -169,7 +196,8 @@ class FitResult:
 
 def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *,
                   epochs: int, steps_per_epoch: int, directory: str, validation=None,
-                  log: Callable[[str], None] = print) -> FitResult:
+                  log: Callable[[str], None] = print, log_every: int = 50,
+                  batch_size: int = 0) -> FitResult:
     """Trains a compiled `model` for `epochs` epochs, resuming from
     `directory` when it holds a checkpoint.
 
@@ -178,7 +206,8 @@ def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *
     order (`epoch_order`). `validation`: a `ValidationMetricCallback` (or
     None), run after every epoch; its best weights are restored at the end.
     SIGTERM/SIGINT save a checkpoint after the current batch and raise
-    `RunInterrupted`.
+    `RunInterrupted`. Progress (loss, examples/s with `batch_size`, ETA) is
+    logged every `log_every` steps.
     """
     if validation is not None:
         validation.restore_at_train_end = False
@@ -192,12 +221,14 @@ def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *
         if state is not None:
             epoch, first_batch, stopped = state["epoch"], state["batch"], state["stopped"]
             log(f"resuming from {state['checkpoint']}: epoch {epoch + 1}, batch {first_batch}")
+        progress = _Progress(log, log_every, steps_per_epoch, batch_size)
         t0, examples, epoch_logs = time.perf_counter(), 0, []
         while epoch < epochs and not stopped:
             dataset, num_examples = epoch_dataset(epoch, first_batch)
             checkpointer.begin_epoch(epoch, first_batch)
+            progress.first_batch = first_batch
             history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
-                                callbacks=[c for c in (validation, checkpointer) if c])
+                                callbacks=[c for c in (progress, validation, checkpointer) if c])
             if signals.received is not None:
                 raise RunInterrupted(
                     f"Interrupted by signal {signals.received} in epoch {epoch + 1}; checkpoint "

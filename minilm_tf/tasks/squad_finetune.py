@@ -592,7 +592,7 @@ def finetune_qa(encoder, config, workdir: str,
         fit = resume.fit_resumable(
             model, epoch_dataset, epochs=config.epochs, steps_per_epoch=steps_per_epoch,
             directory=os.path.join(workdir, resume.CHECKPOINT_DIR), validation=callback,
-            log=log)
+            log=log, batch_size=config.batch_size)
     train_seconds = max(fit.fit_seconds - (callback.eval_seconds if callback else 0.0), 1e-9)
     epochs_run = len(callback.history) if callback else config.epochs
     features_seen = fit.examples_trained
