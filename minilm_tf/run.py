@@ -342,7 +342,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             )
             distiller.fit(
                 train_ds.skip(start_step), steps_per_epoch=remaining, epochs=1,
-                callbacks=[monitor], verbose=0,
+                callbacks=[monitor], verbose=0, shuffle=False,
             )
         if monitor.nonfinite_step is not None:
             raise FloatingPointError(

@@ -228,6 +228,7 @@ def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *
             checkpointer.begin_epoch(epoch, first_batch)
             progress.first_batch = first_batch
             history = model.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, verbose=0,
+                                shuffle=False,  # epoch_dataset fixes the order
                                 callbacks=[c for c in (progress, validation, checkpointer) if c])
             if signals.received is not None:
                 raise RunInterrupted(
