@@ -89,7 +89,6 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
         self.validation = validation
         self.signals = signals
         self.steps_per_epoch = steps_per_epoch
-        self.batches_trained = 0  # in this process
         self.saved_mid_epoch = False
         self._epoch = 0
         self._first_batch = 0
@@ -124,7 +123,6 @@ class FinetuneCheckpointer(keras.callbacks.Callback):
         self.saved_mid_epoch = False
 
     def on_train_batch_end(self, batch, logs=None):
-        self.batches_trained += 1
         done = self._first_batch + batch + 1
         # The epoch's last batch: let it end normally (validation, then a save).
         if self.signals.received is not None and done < self.steps_per_epoch:
