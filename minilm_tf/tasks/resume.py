@@ -181,7 +181,8 @@ class _Progress(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         self.log(f"epoch {self.epoch + 1} step {done}/{self.steps_per_epoch}"
                  + (f" loss={float(loss):.4f}" if loss is not None else "")
-                 + f" examples/s={rate * self.batch_size_hint:.1f}"
+                 + (f" examples/s={rate * self.batch_size_hint:.1f}" if self.batch_size_hint
+                    else f" steps/s={rate:.2f}")
                  f" epoch ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
 
 
