@@ -179,11 +179,11 @@ class _Progress(keras.callbacks.Callback):
         rate = self._n / max(elapsed, 1e-9)
         eta = (self.steps_per_epoch - done) / max(rate, 1e-9)
         loss = (logs or {}).get("loss")
+        speed = (f"examples/s={rate * self.batch_size_hint:.1f}" if self.batch_size_hint
+                 else f"steps/s={rate:.2f}")
         self.log(f"epoch {self.epoch + 1} step {done}/{self.steps_per_epoch}"
                  + (f" loss={float(loss):.4f}" if loss is not None else "")
-                 + (f" examples/s={rate * self.batch_size_hint:.1f}" if self.batch_size_hint
-                    else f" steps/s={rate:.2f}")
-                 f" epoch ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
+                 + f" {speed} epoch ETA {int(eta) // 60}m{int(eta) % 60:02d}s")
 
 
 @dataclasses.dataclass
