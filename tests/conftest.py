@@ -49,3 +49,21 @@ def all_minilm():
     from minilm_tf import load_teacher
 
     return load_teacher("all-minilm-l6-v2")
+
+
+def _read_until(proc, needle):
+    """Reads a subprocess's output until a line contains `needle`; returns
+    all lines read (an AssertionError with the tail if it never appears)."""
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if needle in line:
+            return "".join(seen)
+    raise AssertionError(f"{needle!r} never appeared:\n" + "".join(seen)[-3000:])
+
+
+@pytest.fixture
+def read_until():
+    """`read_until(proc, needle)`: see `_read_until`."""
+    return _read_until
+

@@ -253,21 +253,13 @@ def _start_finetune(cmd):
                             env=env)
 
 
-def _read_until(proc, needle):
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} never appeared:\n" + "".join(seen)[-3000:])
-
-
 def _task_weights(workdir):
     return keras_hub.models.TextClassifier.from_preset(
         os.path.join(workdir, "model")).get_weights()
 
 
-def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, tiny_encoder):
+def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, tiny_encoder,
+                                                           read_until):
     """A real subprocess killed twice (SIGKILL after an epoch checkpoint, then
     SIGTERM right after resuming) ends with the same model and validation
     history as an uninterrupted run of the same seed: the optimizer, the
@@ -290,14 +282,14 @@ def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, t
     workdir = tmp_path / "interrupted"
     cmd = _finetune_cmd(preset, toy_files, workdir)
     proc = _start_finetune(cmd)
-    _read_until(proc, "Saved checkpoint")  # end of epoch 1
+    read_until(proc, "Saved checkpoint")  # end of epoch 1
     time.sleep(np.random.default_rng().uniform(0, 1.0))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (workdir / "report.json").exists()
 
     proc = _start_finetune(cmd)
-    _read_until(proc, "resuming from")
+    read_until(proc, "resuming from")
     proc.send_signal(signal.SIGTERM)  # preemption: save, then exit 130
     rest, _ = proc.communicate(timeout=600)
     assert proc.returncode == 130, rest[-3000:]

@@ -65,21 +65,11 @@ def _run(workdir, args, preexec_fn=None):
     return proc.returncode, out
 
 
-def _wait_for(proc, needle):
-    """Reads output until a line contains `needle`; returns all lines read."""
-    seen = []
-    for line in proc.stdout:
-        seen.append(line)
-        if needle in line:
-            return "".join(seen)
-    raise AssertionError(f"{needle!r} never appeared:\n" + "".join(seen)[-3000:])
-
-
 def _student(workdir):
     return keras_hub.models.BertBackbone.from_preset(os.path.join(workdir, "student")).get_weights()
 
 
-def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus):
+def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus, read_until):
     steps = 30  # long enough that SIGTERM lands during training
     args = _tiny_args(corpus, steps)
     code, out = _run(tmp_path / "straight", args)
@@ -87,13 +77,13 @@ def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus):
 
     workdir = tmp_path / "interrupted"
     proc = _start(workdir, args)
-    _wait_for(proc, "Saved checkpoint")  # at step 2
+    read_until(proc, "Saved checkpoint")  # at step 2
     time.sleep(np.random.default_rng().uniform(0, 1.5))  # a random point after it
     proc.send_signal(signal.SIGKILL)
     proc.wait()
 
     proc = _start(workdir, args)
-    resumed = _wait_for(proc, "tokens/s")  # first step of the resumed run
+    resumed = read_until(proc, "tokens/s")  # first step of the resumed run
     assert "Resumed from" in resumed
     proc.send_signal(signal.SIGTERM)  # preemption: save, then exit
     rest, _ = proc.communicate(timeout=600)
