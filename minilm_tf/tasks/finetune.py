@@ -344,25 +344,25 @@ class ValidationMetricCallback(keras.callbacks.Callback):
     """After each epoch: evaluate `evaluate_fn()` (a metrics dict), keep the
     best weights by `main_metric`, stop after `patience` epochs without
     improvement (None: never), restore the best weights at the end of `fit`
-    (`restore_best`; with `restore_at_train_end=False` only when
-    `restore_best_weights()` is called, for runs that call `fit` per epoch).
+    (`restore_best`).
 
-    `skip_fn()` returning True skips an epoch end (an epoch cut short by a
-    signal). `get_state`/`set_state` carry the history, the best epoch and
-    the early-stopping counter across a resume.
+    For runs that call `fit` once per epoch (`resume.fit_resumable` sets
+    these): `restore_at_train_end = False` leaves the restore to
+    `restore_best_weights()`, and `skip_fn()` returning True skips an epoch
+    end (an epoch cut short by a signal). `get_state`/`set_state` carry the
+    history, the best epoch and the early-stopping counter across a resume.
     """
 
     def __init__(self, evaluate_fn: Callable[[], Dict[str, float]], main_metric: str,
                  patience: Optional[int] = None, restore_best: bool = True,
-                 log_fn: Callable[[str], None] = None, restore_at_train_end: bool = True,
-                 skip_fn: Callable[[], bool] = None):
+                 log_fn: Callable[[str], None] = None):
         super().__init__()
         self.evaluate_fn = evaluate_fn
         self.main_metric = main_metric
         self.patience = patience
         self.restore_best = restore_best
-        self.restore_at_train_end = restore_at_train_end
-        self.skip_fn = skip_fn
+        self.restore_at_train_end = True
+        self.skip_fn: Optional[Callable[[], bool]] = None
         self.log_fn = log_fn or logger.info
         self.history: List[Dict[str, Any]] = []
         self.best_value = None
