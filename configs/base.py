@@ -12,7 +12,8 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
     sentence_pairs, heldout_fraction, shuffle_buffer, tokenization ("keras_hub"|"hf").
   train: batch_size (global), steps, learning_rate, warmup_steps, weight_decay,
     clipnorm (0 = off), seed, log_every, checkpoint_every, precision
-    ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile,
+    ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile ("auto" |
+    "true" | "false"; auto = XLA, except mixed_bfloat16 on an AVX-512 CPU),
     strategy ("default" | "mirrored" | "multi_worker" | "tpu"), tpu_address.
   eval: heldout_batches; reference_teacher (a teacher spec the final student is
     also evaluated against, e.g. the original teacher of an assistant stage)
@@ -60,7 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every = 10
     config.train.checkpoint_every = 50
     config.train.precision = "float32"
-    config.train.jit_compile = True  # XLA: 1.8-2x faster float32 steps on idle CPU cores (docs/performance.md)
+    config.train.jit_compile = "auto"  # see minilm_tf.distribute.resolve_jit_compile
     config.train.strategy = "default"
     config.train.tpu_address = ""
 

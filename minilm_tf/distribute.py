@@ -1,4 +1,4 @@
-"""Choosing a `tf.distribute` strategy by name."""
+"""Choosing a `tf.distribute` strategy by name, and XLA for the devices at hand."""
 
 import json
 import os
@@ -7,6 +7,38 @@ import socket
 import tensorflow as tf
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+JIT_CHOICES = ("auto", "true", "false")
+
+
+def _onednn_enabled() -> bool:
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow build without the private module
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
+def resolve_jit_compile(jit_compile: bool | str, precision: str) -> bool:
+    """Whether to XLA-compile the train step.
+
+    Args:
+        jit_compile: True/False, or "true"/"false"/"auto" (any case).
+        precision: the Keras dtype policy the step runs under.
+
+    `auto` turns XLA on, except for `mixed_bfloat16` on a machine without
+    GPUs or TPUs whose TensorFlow uses oneDNN (x86 CPUs with AVX-512): XLA's
+    CPU backend does not use oneDNN's bfloat16 matmuls, which run at twice
+    its rate there, so the step is faster without XLA (docs/performance.md).
+    """
+    if isinstance(jit_compile, bool):
+        return jit_compile
+    value = str(jit_compile).lower()
+    if value not in JIT_CHOICES:
+        raise ValueError(f"jit_compile must be one of {JIT_CHOICES} (or a bool), got {jit_compile!r}.")
+    if value != "auto":
+        return value == "true"
+    accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    return not (precision == "mixed_bfloat16" and not accelerators and _onednn_enabled())
 
 
 def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute.Strategy:

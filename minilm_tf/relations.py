@@ -65,6 +65,34 @@ def relation_logits(
     return tf.matmul(a, b, transpose_b=True) + bias
 
 
+def _softmax_parts(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Shifted logits, probabilities and log-partition, one `exp` per entry."""
+    shifted = logits - tf.reduce_max(logits, axis=-1, keepdims=True)
+    exps = tf.exp(shifted)
+    partition = tf.reduce_sum(exps, axis=-1, keepdims=True)
+    return shifted, exps / partition, tf.math.log(partition)
+
+
+@tf.custom_gradient
+def _row_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor):
+    """KL(softmax(teacher) || softmax(student)) over the last axis, [..., T].
+
+    With shifted logits z and log-partitions Z, log p = z - Z, so
+    KL = sum p (z_t - z_s) - (Z_t - Z_s): one `exp` per entry on each side.
+    Its gradient with respect to the student logits is q - p (q the student's
+    softmax), kept from the forward pass; the teacher gets none.
+    """
+    z_t, p, log_z_t = _softmax_parts(teacher_logits)
+    z_s, q, log_z_s = _softmax_parts(student_logits)
+    kl = tf.reduce_sum(p * (z_t - z_s), axis=-1) - tf.squeeze(log_z_t - log_z_s, -1)
+    backprop = q - p
+
+    def grad(upstream):
+        return None, upstream[..., tf.newaxis] * backprop
+
+    return kl, grad
+
+
 def relation_kl(
     teacher_logits: tf.Tensor,
     student_logits: tf.Tensor,
@@ -74,7 +102,8 @@ def relation_kl(
 
     Args:
         teacher_logits: [B, R, T, T] relation logits (or log-probabilities,
-            which are their own logits) from `relation_logits`.
+            which are their own logits) from `relation_logits`. No gradient
+            flows into them.
         student_logits: [B, R, T, T], likewise.
         padding_mask: [B, T], nonzero for real tokens.
 
@@ -82,17 +111,9 @@ def relation_kl(
         float32 tensor [B]: each example's mean KL over its R heads and its real
         query positions. An example with no real token gets 0.
 
-    KL(p_t || p_s) = CE(p_t, s) - H(p_t): the cross-entropy is one fused kernel
-    whose gradient is p_s - p_t, and the teacher entropy needs no gradient.
     Padded keys have teacher probability exactly 0 and contribute nothing.
     """
-    teacher_log_probs = tf.nn.log_softmax(tf.stop_gradient(teacher_logits), axis=-1)
-    teacher_probs = tf.exp(teacher_log_probs)
-    negative_entropy = tf.reduce_sum(teacher_probs * teacher_log_probs, axis=-1)
-    cross_entropy = tf.nn.softmax_cross_entropy_with_logits(
-        labels=teacher_probs, logits=student_logits
-    )
-    row_kl = tf.reduce_mean(cross_entropy + negative_entropy, axis=1)  # [B, T]
+    row_kl = tf.reduce_mean(_row_kl(teacher_logits, student_logits), axis=1)  # [B, T]
     mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
     real_rows = tf.reduce_sum(mask, axis=-1)
     return tf.math.divide_no_nan(tf.reduce_sum(row_kl * mask, axis=-1), real_rows)

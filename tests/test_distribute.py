@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pytest
 
+from minilm_tf import distribute
 from minilm_tf.distribute import make_strategy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -97,3 +98,17 @@ def test_strategy_argument_errors(monkeypatch):
         make_strategy("multi_worker")
     with pytest.raises(RuntimeError, match="No TPU reachable"):
         make_strategy("tpu", "grpc://127.0.0.1:1")
+
+
+def test_resolve_jit_compile(monkeypatch):
+    resolve = distribute.resolve_jit_compile
+    assert resolve(True, "mixed_bfloat16") is True and resolve("FALSE", "float32") is False
+    monkeypatch.setattr(distribute, "_onednn_enabled", lambda: True)
+    assert resolve("auto", "float32") is True
+    assert resolve("auto", "mixed_float16") is True
+    assert resolve("auto", "mixed_bfloat16") is False  # CPU-only here: oneDNN bf16 matmuls
+    assert resolve("true", "mixed_bfloat16") is True
+    monkeypatch.setattr(distribute, "_onednn_enabled", lambda: False)
+    assert resolve("auto", "mixed_bfloat16") is True
+    with pytest.raises(ValueError, match="jit_compile must be one of"):
+        resolve("yes", "float32")

@@ -31,6 +31,13 @@ profiler (into `--profile_dir`, a temporary directory by default) and reports
 the top ops by self time and the time per part of the step (teacher forward,
 student forward, loss, backward, optimizer).
 
+It also counts the matmul FLOPs of one step from the model shapes (the formula
+of /work/shared/bench: 2*M*N*K per matmul, forward plus twice that for the
+student's backward; elementwise work ignored) and measures, in the same process
+and precision (and XLA setting), the best rate of three plain matmuls (the
+student's feed-forward up/down projections on the step's tokens and a
+2048^3 square): the step's achieved GFLOP/s as a fraction of that peak.
+
 `--teacher tiny` builds a small random BERT (for tests; seconds). Numbers go to
 stdout as a table and, with `--output_json`, to a JSON file.
 """
@@ -70,8 +77,9 @@ flags.DEFINE_enum("objective", "minilm", ["minilm", "minilmv2"], "Distillation o
 flags.DEFINE_integer("num_relation_heads", None, "Relation heads for minilmv2 (default 48).")
 flags.DEFINE_list("precisions", ["float32"],
                   "Keras dtype policies to measure, e.g. float32,mixed_bfloat16.")
-flags.DEFINE_bool("jit_compile", False,
-                  "XLA for all three measurements (Keras' `auto` resolves to off on CPU).")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
+                  "XLA for all three measurements; auto: as tools/distill.py decides "
+                  "for each precision (minilm_tf.distribute.resolve_jit_compile).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("inter_op_threads", 1, "TF inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps per measurement (the first traces).")
@@ -80,7 +88,8 @@ flags.DEFINE_float("learning_rate", 1e-4, "AdamW learning rate.")
 flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
 flags.DEFINE_integer("seed", 0, "Seed for the student and the batch.")
 flags.DEFINE_string("output_json", None, "Write the results here as JSON.")
-flags.DEFINE_integer("profile_steps", 0, "Trace this many steps of (a) with the TF profiler.")
+flags.DEFINE_integer("profile_steps", 0, "Trace this many steps of (a) with the TF profiler "
+                     "(time per part of the step only with --jit_compile=false).")
 flags.DEFINE_string("profile_dir", None, "Profiler output directory (default: a temp dir).")
 flags.DEFINE_integer("profile_top", 15, "Ops listed in the profile summary.")
 
@@ -212,6 +221,12 @@ def make_batch(batch: int, seq_len: int, vocab: int, padding_fraction: float, se
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
 
+def jit_for(precision: str) -> bool:
+    from minilm_tf.distribute import resolve_jit_compile
+
+    return resolve_jit_compile(FLAGS.jit_compile, precision)
+
+
 def build_models(precision: str):
     import keras
 
@@ -237,14 +252,14 @@ def build_models(precision: str):
         raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(
         optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
-        jit_compile=FLAGS.jit_compile)
+        jit_compile=jit_for(precision))
     return teacher, student, distiller
 
 
 # --------------------------------------------------------------------------- the three measurements
 
 
-def make_runners(distiller, batch: dict) -> dict:
+def make_runners(distiller, batch: dict, jit: bool) -> dict:
     """name -> (callable running one step and waiting for it, warm-up callable)."""
     import keras
     import tensorflow as tf
@@ -265,7 +280,7 @@ def make_runners(distiller, batch: dict) -> dict:
 
     inputs = {k: tf.constant(v) for k, v in batch.items()}
     teacher_fn = tf.function(lambda x: distiller.teacher_relations(x, training=False),
-                             jit_compile=FLAGS.jit_compile)
+                             jit_compile=jit)
 
     def run_teacher():
         out = teacher_fn(inputs)
@@ -284,7 +299,7 @@ def make_runners(distiller, batch: dict) -> dict:
         optimizer.apply(gradients, variables)
         return loss
 
-    student_fn = tf.function(student_step, jit_compile=FLAGS.jit_compile)
+    student_fn = tf.function(student_step, jit_compile=jit)
 
     def run_student():
         student_fn(inputs).numpy()
@@ -295,6 +310,45 @@ def make_runners(distiller, batch: dict) -> dict:
         "student": (run_student, None),
         "_losses": losses,
     }
+
+
+def step_matmul_flops(distiller, batch: int, seq: int) -> int:
+    """Matmul FLOPs of one step: the teacher forward up to its relations and
+    three times the student's (forward + backward), padded tokens included."""
+    num_relations = len(distiller.objective.relations_used)
+
+    def forward_per_token(relations) -> int:
+        layer = relations.encoder_layer
+        dim = layer._self_attention_layer.num_heads * layer._self_attention_layer.key_dim
+        full = 8 * dim * dim + 4 * dim * layer.intermediate_dim + 4 * seq * dim
+        last = 6 * dim * dim + num_relations * 2 * seq * dim
+        return relations.resolved_index * full + last
+
+    return batch * seq * (forward_per_token(distiller.teacher_relations)
+                          + 3 * forward_per_token(distiller.student_relations))
+
+
+def matmul_peak(precision: str, jit: bool, shapes: dict, calls: int = 8) -> dict:
+    """Best GFLOP/s of plain [m, k] x [k, n] matmuls in the policy's compute dtype."""
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    dtype = keras.mixed_precision.Policy(precision).compute_dtype
+    rates = {}
+    for name, (m, k, n) in shapes.items():
+        rng = np.random.default_rng(0)
+        a = tf.constant(rng.normal(size=(m, k)), dtype=dtype)
+        b = tf.constant(rng.normal(size=(k, n)), dtype=dtype)
+        matmul = tf.function(lambda x, y: tf.reduce_sum(tf.matmul(x, y)[0]), jit_compile=jit)
+        matmul(a, b).numpy()
+        best = float("inf")
+        for _ in range(calls):
+            t = time.perf_counter()
+            matmul(a, b).numpy()
+            best = min(best, time.perf_counter() - t)
+        rates[name] = round(2 * m * k * n / best / 1e9, 1)
+    return {"dtype": dtype, "gflops_by_shape": rates, "peak_gflops": max(rates.values())}
 
 
 def _stats(times_s: list, cpu_s: list, tokens: int, real_tokens: int) -> dict:
@@ -326,7 +380,7 @@ def measure_precision(precision: str) -> dict:
                        FLAGS.padding_fraction, FLAGS.seed)
     tokens = int(batch["padding_mask"].size)
     real_tokens = int(batch["padding_mask"].sum())
-    runners = make_runners(distiller, batch)
+    runners = make_runners(distiller, batch, jit_for(precision))
 
     first_call_s, phase_peak = {}, {}
     warmup = max(1, FLAGS.warmup_steps)
@@ -357,7 +411,7 @@ def measure_precision(precision: str) -> dict:
 
     result = {
         "precision": precision,
-        "jit_compile": bool(FLAGS.jit_compile),
+        "jit_compile": jit_for(precision),
         "build_s": round(build_s, 3),
         "warmup_s": first_call_s,
         "load_average_start": load_start,
@@ -370,6 +424,17 @@ def measure_precision(precision: str) -> dict:
     a, b, c = (result[name]["median_ms"] for name in PHASES)
     result["overhead_ratio"] = round(a / (b + c), 4)
     result["overhead_ms"] = round(a - (b + c), 3)
+    flops = step_matmul_flops(distiller, FLAGS.batch_size, FLAGS.seq_len)
+    layer = distiller.student_relations.encoder_layer
+    tokens_dim = (FLAGS.batch_size * FLAGS.seq_len, layer._self_attention_layer.num_heads
+                  * layer._self_attention_layer.key_dim, layer.intermediate_dim)
+    peak = matmul_peak(precision, jit_for(precision), {
+        "ffn_up": tokens_dim, "ffn_down": (tokens_dim[0], tokens_dim[2], tokens_dim[1]),
+        "square_2048": (2048, 2048, 2048)})
+    achieved = flops / (a / 1e3) / 1e9
+    result["matmuls"] = dict(peak, step_flops=int(flops),
+                             achieved_gflops=round(achieved, 3),
+                             fraction_of_peak=round(achieved / peak["peak_gflops"], 3))
     losses = runners["_losses"]
     result["loss_first"], result["loss_last"] = float(losses[0]), float(losses[-1])
     if not all(np.isfinite(losses)):
@@ -492,7 +557,7 @@ def profile_step(distiller, run_step, precision: str) -> dict:
     import tensorflow as tf
 
     root = FLAGS.profile_dir or tempfile.mkdtemp(prefix="minilm_profile_")
-    logdir = os.path.join(root, f"{precision}{'_xla' if FLAGS.jit_compile else ''}")
+    logdir = os.path.join(root, f"{precision}{'_xla' if jit_for(precision) else ''}")
     tf.profiler.experimental.start(logdir)
     t = time.perf_counter()
     for _ in range(FLAGS.profile_steps):
@@ -508,6 +573,9 @@ def profile_step(distiller, run_step, precision: str) -> dict:
     summary = summarize_xplane(files[-1], below_names, FLAGS.profile_top, FLAGS.profile_steps)
     summary.update(logdir=logdir, steps=FLAGS.profile_steps,
                    wall_ms_per_step=round(wall * 1e3 / FLAGS.profile_steps, 3))
+    if jit_for(precision):
+        # XLA runs the step as a few compiled clusters: no per-part breakdown.
+        summary["by_part"] = {"error": "XLA fuses the step; use --jit_compile=false for parts"}
     return summary
 
 
@@ -534,8 +602,12 @@ def format_table(report: dict) -> str:
         lines.append(f"{r['precision']:<15} overhead a/(b+c) = {r['overhead_ratio']:.3f} "
                      f"({r['overhead_ms']:+.1f} ms); peak RSS {r['memory']['peak_rss_mb']:.0f} MB; "
                      f"loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}")
+        mm = r["matmuls"]
+        lines.append(f"{'':<15} jit={r['jit_compile']}; matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
+                     f"= {mm['achieved_gflops']:.0f} GFLOP/s, {100 * mm['fraction_of_peak']:.0f}% "
+                     f"of this process's {mm['dtype']} matmul peak {mm['peak_gflops']:.0f} GFLOP/s")
         prof = r.get("profile")
-        if prof and "by_part" in prof:
+        if prof and isinstance(prof.get("by_part"), list):
             parts = ", ".join(f"{p['part']} {p['ms_per_step']:.1f}" for p in prof["by_part"])
             lines.append(f"{'':<15} profile ms/step: {parts}")
             ops = ", ".join(f"{o['op']} {o['percent']:.0f}%" for o in prof["top_op_types"][:8])
@@ -568,7 +640,7 @@ def run_benchmark() -> dict:
         "tokens_per_step": FLAGS.batch_size * FLAGS.seq_len,
         "real_tokens_per_step": int(make_batch(FLAGS.batch_size, FLAGS.seq_len, 2000,
                                                FLAGS.padding_fraction, 0)["padding_mask"].sum()),
-        "precisions": list(FLAGS.precisions), "jit_compile": bool(FLAGS.jit_compile),
+        "precisions": list(FLAGS.precisions), "jit_compile": FLAGS.jit_compile,
         "threads": tf.config.threading.get_intra_op_parallelism_threads(),
         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
         "warmup_steps": FLAGS.warmup_steps, "steps": FLAGS.steps,

@@ -64,7 +64,7 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
-from minilm_tf.distribute import is_chief, make_strategy
+from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
@@ -125,7 +125,7 @@ class FinetuneConfig:
     strategy: str = "default"  # minilm_tf.distribute.STRATEGIES
     tpu_address: str = ""
     precision: str = "float32"  # or mixed_bfloat16 / mixed_float16
-    jit_compile: bool = True  # XLA for the train and predict steps
+    jit_compile: bool | str = "auto"  # XLA for the train and predict steps; see resolve_jit_compile
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # task-specific
 
     def resolved_sequence_length(self) -> int:
@@ -724,7 +724,8 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
         optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                    config.weight_decay, config.clipnorm)
-        compile_task_model(model, data.kind, optimizer, config.jit_compile)
+        compile_task_model(model, data.kind, optimizer,
+                           resolve_jit_compile(config.jit_compile, config.precision))
         model.optimizer.build(model.trainable_variables)  # slots exist before a restore
     preprocessor = build_preprocessor(encoder.tokenizer, seq_len, task_model=model)
     val_ds = make_eval_dataset(data.validation, preprocessor, config.eval_batch_size)
