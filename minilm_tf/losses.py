@@ -77,12 +77,13 @@ class MiniLMObjective:
 
     def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
         """Per-example loss components, each [B] float32."""
-        teacher_logits = self.relation_logits(teacher)
-        student_logits = self.relation_logits(student)
         mask = student["padding_mask"]
         return {
-            name: relations.relation_kl(teacher_logits[name], student_logits[name], mask)
-            for name in self.relations_used
+            name: relations.relation_loss(
+                _flat(teacher[a]), _flat(teacher[b]), _flat(student[a]), _flat(student[b]),
+                self.num_relation_heads, mask,
+            )
+            for name, (a, b) in self.relations_used.items()
         }
 
     def total(self, components: Mapping[str, tf.Tensor]) -> tf.Tensor:

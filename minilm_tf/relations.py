@@ -119,6 +119,68 @@ def relation_kl(
     return tf.math.divide_no_nan(tf.reduce_sum(row_kl * mask, axis=-1), real_rows)
 
 
+# Relation logits handled per chunk of examples in `relation_loss`: about
+# 3 MB of float32 [chunk, R, T, T], so a chunk's softmaxes stay in cache.
+_CHUNK_ENTRIES = 786_432
+
+
+def _chunk_size(batch: int | None, num_heads: int, length: int | None) -> int:
+    """The largest divisor of `batch` whose chunk holds <= _CHUNK_ENTRIES."""
+    if batch is None or length is None:
+        return 1
+    target = max(1, _CHUNK_ENTRIES // (num_heads * length * length))
+    return max(c for c in range(1, min(batch, target) + 1) if batch % c == 0)
+
+
+def _merge_heads(x: tf.Tensor) -> tf.Tensor:
+    """[B, R, T, d] -> [B, T, R * d], the inverse of `split_heads`."""
+    batch, heads, length, depth = tf.shape(x)[0], x.shape[1], tf.shape(x)[2], x.shape[3]
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [batch, length, heads * depth])
+
+
+@tf.function(jit_compile=True)
+def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mask, num_heads):
+    """Per-example relation KL [B] and its gradients wrt `student_a`, `student_b`.
+
+    Runs over chunks of examples (`tf.map_fn`); no [B, R, T, T] tensor is
+    kept. For one example with weights w_i = mask_i / (R * real rows), the
+    loss is sum_r,i w_i KL(p_ri || q_ri) and its gradient wrt the student
+    logits is w_i (q_ri - p_ri), pushed through the scaled `a b^T` here.
+    """
+    chunk = _chunk_size(teacher_a.shape[0], num_heads, teacher_a.shape[1])
+    scale_t = 1.0 / math.sqrt(teacher_a.shape[-1] // num_heads)
+    scale_s = 1.0 / math.sqrt(student_a.shape[-1] // num_heads)
+
+    def one_chunk(args):
+        t_a, t_b, s_a, s_b, m = args  # [c, T, D_t] x2, [c, T, D_s] x2, [c, T]
+        bias = ((1.0 - m) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
+        s_a, s_b = split_heads(s_a, num_heads), split_heads(s_b, num_heads)
+        teacher = tf.matmul(split_heads(t_a, num_heads) * scale_t,
+                            split_heads(t_b, num_heads), transpose_b=True) + bias
+        student = tf.matmul(s_a * scale_s, s_b, transpose_b=True) + bias
+        z_t, p, log_z_t = _softmax_parts(teacher)
+        z_s, q, log_z_s = _softmax_parts(student)
+        kl = tf.reduce_sum(p * (z_t - z_s), axis=-1) - tf.squeeze(log_z_t - log_z_s, -1)
+        weights = tf.math.divide_no_nan(m, tf.reduce_sum(m, -1, keepdims=True) * num_heads)
+        weights = weights[:, tf.newaxis, :]  # [c, 1, T] over rows
+        loss = tf.reduce_sum(kl * weights, axis=[1, 2])
+        grad_logits = (q - p) * (weights[..., tf.newaxis] * scale_s)
+        grad_a = tf.matmul(grad_logits, s_b)
+        grad_b = tf.matmul(grad_logits, s_a, transpose_a=True)
+        return loss, _merge_heads(grad_a), _merge_heads(grad_b)
+
+    def chunks(x):
+        return tf.reshape(x, tf.concat([[-1, chunk], tf.shape(x)[1:]], axis=0))
+
+    loss, grad_a, grad_b = tf.map_fn(
+        one_chunk,
+        tuple(chunks(x) for x in (teacher_a, teacher_b, student_a, student_b, mask)),
+        fn_output_signature=(tf.float32, tf.float32, tf.float32),
+    )
+    return (tf.reshape(loss, [-1]), tf.reshape(grad_a, tf.shape(student_a)),
+            tf.reshape(grad_b, tf.shape(student_b)))
+
+
 def relation_loss(
     teacher_a: tf.Tensor,
     teacher_b: tf.Tensor,
@@ -130,8 +192,38 @@ def relation_loss(
     """Per-example KL between the teacher's and the student's relation.
 
     `teacher_*` are [B, T, D_t] and `student_*` are [B, T, D_s]; D_t and D_s
-    may differ but must both be divisible by `num_heads`. Returns [B].
+    may differ but must both be divisible by `num_heads`. Returns [B] float32
+    (as `relation_kl` of the two `relation_logits`); no gradient flows to the
+    teacher.
+
+    The loss and its gradients wrt the student's inputs are computed together,
+    chunk by chunk of examples, in one XLA-compiled function, so the
+    [B, R, T, T] relations are never stored for the backward pass and each
+    chunk's softmaxes stay in cache (docs/performance.md).
     """
-    teacher = relation_logits(teacher_a, teacher_b, num_heads, padding_mask)
-    student = relation_logits(student_a, student_b, num_heads, padding_mask)
-    return relation_kl(teacher, student, padding_mask)
+    for x in (teacher_a, student_a):
+        if x.shape[-1] is None or x.shape[-1] % num_heads:
+            raise ValueError(
+                f"Hidden size {x.shape[-1]} is not divisible by the number of relation "
+                f"heads {num_heads}. Choose a head count that divides both the "
+                "teacher's and the student's hidden sizes."
+            )
+    mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
+    teacher_a, teacher_b = (tf.cast(tf.stop_gradient(x), tf.float32) for x in (teacher_a, teacher_b))
+
+    @tf.custom_gradient
+    def loss_fn(student_a, student_b):
+        # The gradient is `grad` below: nothing inside needs differentiating.
+        loss, grad_a, grad_b = _relation_loss_and_gradients(
+            teacher_a, teacher_b, *(tf.stop_gradient(tf.cast(x, tf.float32))
+                                    for x in (student_a, student_b)),
+            mask, num_heads)
+
+        def grad(upstream):
+            upstream = upstream[:, tf.newaxis, tf.newaxis]
+            return (tf.cast(upstream * grad_a, student_a.dtype),
+                    tf.cast(upstream * grad_b, student_b.dtype))
+
+        return loss, grad
+
+    return loss_fn(student_a, student_b)
