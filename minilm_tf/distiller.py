@@ -123,9 +123,14 @@ class MiniLMDistiller(keras.Model):
     def _record(self, components: Mapping[str, tf.Tensor]) -> tf.Tensor:
         means = {name: tf.reduce_mean(value) for name, value in components.items()}
         loss = self.objective.total(means)
-        self.loss_tracker.update_state(loss)
-        for name, value in means.items():
-            self.component_trackers[name].update_state(value)
+        # Without XLA, a plain `update_state` adds a constant 1 to the count,
+        # an op with no input that Keras may run in the step that finds the
+        # data exhausted, averaging over one batch too many
+        # (tests/test_distiller.py). The updates wait for this batch's loss.
+        with tf.control_dependencies([loss]):
+            self.loss_tracker.update_state(loss)
+            for name, value in means.items():
+                self.component_trackers[name].update_state(value)
         return loss
 
     def train_step(self, data: Any) -> dict:

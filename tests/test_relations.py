@@ -188,3 +188,34 @@ def test_gradient_matches_naive_kl():
         np.testing.assert_allclose(
             got.numpy(), tape.gradient(reference, var).numpy(), rtol=1e-4, atol=1e-6
         )
+
+
+def test_chunked_loss_same_for_any_chunking_and_unknown_batch():
+    """Chunks of 2 examples (static batch) and of 1 (unknown batch size) give
+    numpy's loss and the same gradients."""
+    assert relations._chunk_size(6, 4, 8) == 6
+    assert relations._chunk_size(6, 4, 512) == 1  # 4 x 512 x 512 > 786,432 entries
+    assert relations._chunk_size(6, 48, 64) == 3  # 4 would fit, but does not divide 6
+    assert relations._chunk_size(None, 4, 8) == 1
+    b, t, dim, heads = 6, 300, 16, 4
+    assert relations._chunk_size(b, heads, t) == 2
+    ta, tb = make(b, t, dim, 0), make(b, t, dim, 1)
+    sa, sb = tf.Variable(make(b, t, dim, 2)), tf.Variable(make(b, t, dim, 3))
+    mask = make_mask(b, t, 4)
+
+    def loss_and_grads(a, b_, m):
+        with tf.GradientTape() as tape:
+            loss = relations.relation_loss(a, b_, sa, sb, heads, m)
+            weighted = tf.reduce_sum(loss * tf.range(1.0, 7.0))
+        return loss, tape.gradient(weighted, [sa, sb])
+
+    spec = [tf.TensorSpec([None, t, dim], tf.float32)] * 2 + [tf.TensorSpec([None, t], tf.int32)]
+    results = [
+        loss_and_grads(ta, tb, mask),
+        tf.function(loss_and_grads, input_signature=spec)(ta, tb, mask),
+    ]
+    want = np_kl_loss(ta, tb, sa.numpy(), sb.numpy(), heads, mask)
+    for loss, grads in results:
+        np.testing.assert_allclose(loss.numpy(), want, rtol=2e-5, atol=1e-7)
+        for got, ref in zip(grads, results[0][1]):
+            np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
