@@ -13,7 +13,7 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
   train: batch_size (global), steps, learning_rate, warmup_steps, weight_decay,
     clipnorm (0 = off), seed, log_every, checkpoint_every, precision
     ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile ("auto" |
-    "true" | "false"; auto = XLA, except mixed_bfloat16 on an AVX-512 CPU),
+    "true" | "false"; auto = XLA, except on CPUs where TF uses oneDNN),
     strategy ("default" | "mirrored" | "multi_worker" | "tpu"), tpu_address.
   eval: heldout_batches; reference_teacher (a teacher spec the final student is
     also evaluated against, e.g. the original teacher of an assistant stage)

@@ -78,7 +78,7 @@ def validate_config(config: Mapping) -> None:
         raise ValueError(f"data.seq_length={data['seq_length']} is too short; use at least 8.")
     if not 0 < data["heldout_fraction"] < 1:
         raise ValueError(f"data.heldout_fraction must be in (0, 1), got {data['heldout_fraction']}.")
-    resolve_jit_compile(train["jit_compile"], train["precision"])  # rejects unknown values
+    resolve_jit_compile(train["jit_compile"])  # rejects unknown values
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
@@ -296,7 +296,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         )
         distiller.compile(
             optimizer=optimizer,
-            jit_compile=resolve_jit_compile(train["jit_compile"], train["precision"]),
+            jit_compile=resolve_jit_compile(train["jit_compile"]),
         )
         optimizer.build(distiller.student_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")

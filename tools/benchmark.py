@@ -79,7 +79,7 @@ flags.DEFINE_list("precisions", ["float32"],
                   "Keras dtype policies to measure, e.g. float32,mixed_bfloat16.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "XLA for all three measurements; auto: as tools/distill.py decides "
-                  "for each precision (minilm_tf.distribute.resolve_jit_compile).")
+                  "(minilm_tf.distribute.resolve_jit_compile).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("inter_op_threads", 1, "TF inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps per measurement (the first traces).")
@@ -221,10 +221,10 @@ def make_batch(batch: int, seq_len: int, vocab: int, padding_fraction: float, se
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
 
-def jit_for(precision: str) -> bool:
+def resolved_jit() -> bool:
     from minilm_tf.distribute import resolve_jit_compile
 
-    return resolve_jit_compile(FLAGS.jit_compile, precision)
+    return resolve_jit_compile(FLAGS.jit_compile)
 
 
 def build_models(precision: str):
@@ -252,7 +252,7 @@ def build_models(precision: str):
         raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(
         optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
-        jit_compile=jit_for(precision))
+        jit_compile=resolved_jit())
     return teacher, student, distiller
 
 
@@ -380,7 +380,7 @@ def measure_precision(precision: str) -> dict:
                        FLAGS.padding_fraction, FLAGS.seed)
     tokens = int(batch["padding_mask"].size)
     real_tokens = int(batch["padding_mask"].sum())
-    runners = make_runners(distiller, batch, jit_for(precision))
+    runners = make_runners(distiller, batch, resolved_jit())
 
     first_call_s, phase_peak = {}, {}
     warmup = max(1, FLAGS.warmup_steps)
@@ -411,7 +411,7 @@ def measure_precision(precision: str) -> dict:
 
     result = {
         "precision": precision,
-        "jit_compile": jit_for(precision),
+        "jit_compile": resolved_jit(),
         "build_s": round(build_s, 3),
         "warmup_s": first_call_s,
         "load_average_start": load_start,
@@ -428,7 +428,7 @@ def measure_precision(precision: str) -> dict:
     layer = distiller.student_relations.encoder_layer
     tokens_dim = (FLAGS.batch_size * FLAGS.seq_len, layer._self_attention_layer.num_heads
                   * layer._self_attention_layer.key_dim, layer.intermediate_dim)
-    peak = matmul_peak(precision, jit_for(precision), {
+    peak = matmul_peak(precision, resolved_jit(), {
         "ffn_up": tokens_dim, "ffn_down": (tokens_dim[0], tokens_dim[2], tokens_dim[1]),
         "square_2048": (2048, 2048, 2048)})
     achieved = flops / (a / 1e3) / 1e9
@@ -557,7 +557,7 @@ def profile_step(distiller, run_step, precision: str) -> dict:
     import tensorflow as tf
 
     root = FLAGS.profile_dir or tempfile.mkdtemp(prefix="minilm_profile_")
-    logdir = os.path.join(root, f"{precision}{'_xla' if jit_for(precision) else ''}")
+    logdir = os.path.join(root, f"{precision}{'_xla' if resolved_jit() else ''}")
     tf.profiler.experimental.start(logdir)
     t = time.perf_counter()
     for _ in range(FLAGS.profile_steps):
@@ -573,7 +573,7 @@ def profile_step(distiller, run_step, precision: str) -> dict:
     summary = summarize_xplane(files[-1], below_names, FLAGS.profile_top, FLAGS.profile_steps)
     summary.update(logdir=logdir, steps=FLAGS.profile_steps,
                    wall_ms_per_step=round(wall * 1e3 / FLAGS.profile_steps, 3))
-    if jit_for(precision):
+    if resolved_jit():
         # XLA runs the step as a few compiled clusters: no per-part breakdown.
         summary["by_part"] = {"error": "XLA fuses the step; use --jit_compile=false for parts"}
     return summary

@@ -95,8 +95,8 @@ flags.DEFINE_string("tpu_address", "", "TPU name or grpc:// address for --strate
 flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras mixed-precision policy.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
-                  "XLA-compile the train and predict steps; auto: on, except "
-                  "mixed_bfloat16 on a CPU whose TensorFlow uses oneDNN (AVX-512).")
+                  "XLA-compile the train and predict steps; auto: on, except on "
+                  "CPUs where TensorFlow uses oneDNN (AVX-512 and newer).")
 flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
                           "the task, e.g. QA's doc_stride=128); values parsed as JSON "
                           "when possible.")

@@ -725,7 +725,7 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
         optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                    config.weight_decay, config.clipnorm)
         compile_task_model(model, data.kind, optimizer,
-                           resolve_jit_compile(config.jit_compile, config.precision))
+                           resolve_jit_compile(config.jit_compile))
         model.optimizer.build(model.trainable_variables)  # slots exist before a restore
     preprocessor = build_preprocessor(encoder.tokenizer, seq_len, task_model=model)
     val_ds = make_eval_dataset(data.validation, preprocessor, config.eval_batch_size)
