@@ -78,11 +78,13 @@ class MiniLMObjective:
     def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
         """Per-example loss components, each [B] float32."""
         mask = student["padding_mask"]
+        used = {key for pair in self.relations_used.values() for key in pair}
+        # One flat tensor per feature, so a self-relation passes the same
+        # tensor twice and `relation_loss` takes its symmetric path.
+        t = {key: _flat(teacher[key]) for key in used}
+        s = {key: _flat(student[key]) for key in used}
         return {
-            name: relations.relation_loss(
-                _flat(teacher[a]), _flat(teacher[b]), _flat(student[a]), _flat(student[b]),
-                self.num_relation_heads, mask,
-            )
+            name: relations.relation_loss(t[a], t[b], s[a], s[b], self.num_relation_heads, mask)
             for name, (a, b) in self.relations_used.items()
         }
 

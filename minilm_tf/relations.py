@@ -140,23 +140,27 @@ def _merge_heads(x: tf.Tensor) -> tf.Tensor:
 
 @tf.function(jit_compile=True)
 def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mask, num_heads):
-    """Per-example relation KL [B] and its gradients wrt `student_a`, `student_b`.
+    """Per-example relation KL [B] and its gradients wrt the student inputs.
 
+    `teacher_b`/`student_b` None means a self-relation (b = a, as in the
+    value relation and MiniLMv2's Q-Q, K-K, V-V): one gradient, wrt `student_a`.
     Runs over chunks of examples (`tf.map_fn`); no [B, R, T, T] tensor is
     kept. For one example with weights w_i = mask_i / (R * real rows), the
     loss is sum_r,i w_i KL(p_ri || q_ri) and its gradient wrt the student
-    logits is w_i (q_ri - p_ri), pushed through the scaled `a b^T` here.
+    logits is G = w_i (q_ri - p_ri), pushed through the scaled `a b^T`:
+    G b and G^T a, or (G + G^T) a for a self-relation.
     """
+    symmetric = student_b is None
     chunk = _chunk_size(teacher_a.shape[0], num_heads, teacher_a.shape[1])
     scale_t = 1.0 / math.sqrt(teacher_a.shape[-1] // num_heads)
     scale_s = 1.0 / math.sqrt(student_a.shape[-1] // num_heads)
 
     def one_chunk(args):
-        t_a, t_b, s_a, s_b, m = args  # [c, T, D_t] x2, [c, T, D_s] x2, [c, T]
+        m = args[-1]  # [c, T]
+        t_a, s_a = split_heads(args[0], num_heads), split_heads(args[1], num_heads)
+        t_b, s_b = (t_a, s_a) if symmetric else (split_heads(x, num_heads) for x in args[2:4])
         bias = ((1.0 - m) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
-        s_a, s_b = split_heads(s_a, num_heads), split_heads(s_b, num_heads)
-        teacher = tf.matmul(split_heads(t_a, num_heads) * scale_t,
-                            split_heads(t_b, num_heads), transpose_b=True) + bias
+        teacher = tf.matmul(t_a * scale_t, t_b, transpose_b=True) + bias
         student = tf.matmul(s_a * scale_s, s_b, transpose_b=True) + bias
         z_t, p, log_z_t = _softmax_parts(teacher)
         z_s, q, log_z_s = _softmax_parts(student)
@@ -165,6 +169,9 @@ def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mas
         weights = weights[:, tf.newaxis, :]  # [c, 1, T] over rows
         loss = tf.reduce_sum(kl * weights, axis=[1, 2])
         grad_logits = (q - p) * (weights[..., tf.newaxis] * scale_s)
+        if symmetric:
+            grad_logits += tf.transpose(grad_logits, [0, 1, 3, 2])
+            return loss, _merge_heads(tf.matmul(grad_logits, s_a))
         grad_a = tf.matmul(grad_logits, s_b)
         grad_b = tf.matmul(grad_logits, s_a, transpose_a=True)
         return loss, _merge_heads(grad_a), _merge_heads(grad_b)
@@ -172,13 +179,14 @@ def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mas
     def chunks(x):
         return tf.reshape(x, tf.concat([[-1, chunk], tf.shape(x)[1:]], axis=0))
 
-    loss, grad_a, grad_b = tf.map_fn(
+    inputs = (teacher_a, student_a) if symmetric else (teacher_a, student_a, teacher_b, student_b)
+    outputs = tf.map_fn(
         one_chunk,
-        tuple(chunks(x) for x in (teacher_a, teacher_b, student_a, student_b, mask)),
-        fn_output_signature=(tf.float32, tf.float32, tf.float32),
+        tuple(chunks(x) for x in (*inputs, mask)),
+        fn_output_signature=(tf.float32,) * (2 if symmetric else 3),
     )
-    return (tf.reshape(loss, [-1]), tf.reshape(grad_a, tf.shape(student_a)),
-            tf.reshape(grad_b, tf.shape(student_b)))
+    return (tf.reshape(outputs[0], [-1]),
+            *(tf.reshape(g, tf.shape(student_a)) for g in outputs[1:]))
 
 
 def relation_loss(
@@ -209,21 +217,23 @@ def relation_loss(
                 "teacher's and the student's hidden sizes."
             )
     mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
-    teacher_a, teacher_b = (tf.cast(tf.stop_gradient(x), tf.float32) for x in (teacher_a, teacher_b))
+    # A self-relation (the same tensors passed as `a` and `b`) takes the
+    # cheaper symmetric path.
+    symmetric = student_a is student_b and teacher_a is teacher_b
+    teacher = [tf.cast(tf.stop_gradient(x), tf.float32) for x in (teacher_a, teacher_b)]
 
     @tf.custom_gradient
-    def loss_fn(student_a, student_b):
+    def loss_fn(*students):
         # The gradient is `grad` below: nothing inside needs differentiating.
-        loss, grad_a, grad_b = _relation_loss_and_gradients(
-            teacher_a, teacher_b, *(tf.stop_gradient(tf.cast(x, tf.float32))
-                                    for x in (student_a, student_b)),
-            mask, num_heads)
+        inputs = [tf.stop_gradient(tf.cast(x, tf.float32)) for x in students]
+        loss, *gradients = _relation_loss_and_gradients(
+            teacher[0], None if symmetric else teacher[1],
+            inputs[0], None if symmetric else inputs[1], mask, num_heads)
 
         def grad(upstream):
             upstream = upstream[:, tf.newaxis, tf.newaxis]
-            return (tf.cast(upstream * grad_a, student_a.dtype),
-                    tf.cast(upstream * grad_b, student_b.dtype))
+            return tuple(tf.cast(upstream * g, x.dtype) for g, x in zip(gradients, students))
 
         return loss, grad
 
-    return loss_fn(student_a, student_b)
+    return loss_fn(student_a) if symmetric else loss_fn(student_a, student_b)

@@ -219,3 +219,22 @@ def test_chunked_loss_same_for_any_chunking_and_unknown_batch():
         np.testing.assert_allclose(loss.numpy(), want, rtol=2e-5, atol=1e-7)
         for got, ref in zip(grads, results[0][1]):
             np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_self_relation_path_matches_the_general_one():
+    """relation_loss(x, x, s, s) (one (G + G^T) s gradient) equals the
+    general path given the same values as two different tensors."""
+    b, t, dim, heads = 3, 9, 24, 6
+    x = make(b, t, dim, 0)
+    sv = tf.Variable(make(b, t, dim, 1))
+    mask = make_mask(b, t, 2)
+    with tf.GradientTape(persistent=True) as tape:
+        s = tf.identity(sv)
+        symmetric = relations.relation_loss(x, x, s, s, heads, mask)
+        general = relations.relation_loss(x, tf.identity(x), s, tf.identity(s), heads, mask)
+        weighted = [tf.reduce_sum(loss * np.arange(1.0, 4.0)) for loss in (symmetric, general)]
+    np.testing.assert_allclose(symmetric.numpy(), np_kl_loss(x, x, sv.numpy(), sv.numpy(), heads, mask),
+                               rtol=2e-5, atol=1e-7)
+    np.testing.assert_allclose(symmetric.numpy(), general.numpy(), rtol=1e-6, atol=1e-8)
+    np.testing.assert_allclose(tape.gradient(weighted[0], sv).numpy(),
+                               tape.gradient(weighted[1], sv).numpy(), rtol=1e-5, atol=1e-8)
