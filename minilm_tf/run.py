@@ -78,7 +78,10 @@ def validate_config(config: Mapping) -> None:
         raise ValueError(f"data.seq_length={data['seq_length']} is too short; use at least 8.")
     if not 0 < data["heldout_fraction"] < 1:
         raise ValueError(f"data.heldout_fraction must be in (0, 1), got {data['heldout_fraction']}.")
-    resolve_jit_compile(train["jit_compile"])  # rejects unknown values
+    try:
+        resolve_jit_compile(train["jit_compile"])
+    except ValueError as e:
+        raise ValueError(f"train.{e}") from None
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:

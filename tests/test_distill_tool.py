@@ -83,3 +83,10 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
 def test_invalid_value_is_a_clear_error(tmp_path):
     result = distill(tmp_path, *TINY, "--config.train.steps=0", check=False)
     assert "train.steps must be positive, got 0" in result.stderr
+
+
+def test_bad_jit_compile_value_is_a_one_line_error(tmp_path):
+    result = distill(tmp_path, *TINY, "--config.train.jit_compile=maybe", check=False)
+    assert result.returncode == 1
+    assert "error: train.jit_compile must be one of ('auto', 'true', 'false')" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -69,6 +69,11 @@ def main(argv):
     except RunInterrupted as e:
         logging.warning("%s", e)
         sys.exit(130)
+    except (ValueError, FileNotFoundError) as e:
+        # Bad configs, data or work directories: the message says what to
+        # change; the traceback is there with --v=1.
+        logging.debug("Traceback:", exc_info=True)
+        sys.exit(f"error: {e}")
     print(f"route: {reason}")
     print(summarize_assistant(report) if use_assistant else summarize(report))
     print(
