@@ -26,16 +26,20 @@ import tensorflow as tf
 _MASK_VALUE = -1e9
 
 
-def split_heads(x: tf.Tensor, num_heads: int) -> tf.Tensor:
-    """Reshapes [B, T, D] to [B, num_heads, T, D / num_heads] in float32."""
-    x = tf.cast(x, tf.float32)
-    depth = x.shape[-1]
+def _check_divisible(depth: int | None, num_heads: int) -> None:
     if depth is None or depth % num_heads:
         raise ValueError(
             f"Hidden size {depth} is not divisible by the number of relation "
             f"heads {num_heads}. Choose a head count that divides both the "
             "teacher's and the student's hidden sizes."
         )
+
+
+def split_heads(x: tf.Tensor, num_heads: int) -> tf.Tensor:
+    """Reshapes [B, T, D] to [B, num_heads, T, D / num_heads] in float32."""
+    x = tf.cast(x, tf.float32)
+    depth = x.shape[-1]
+    _check_divisible(depth, num_heads)
     batch, length = tf.shape(x)[0], tf.shape(x)[1]
     x = tf.reshape(x, [batch, length, num_heads, depth // num_heads])
     return tf.transpose(x, [0, 2, 1, 3])
@@ -73,19 +77,25 @@ def _softmax_parts(logits: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
     return shifted, exps / partition, tf.math.log(partition)
 
 
-@tf.custom_gradient
-def _row_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor):
-    """KL(softmax(teacher) || softmax(student)) over the last axis, [..., T].
+def _kl_and_logit_gradient(
+    teacher_logits: tf.Tensor, student_logits: tf.Tensor
+) -> tuple[tf.Tensor, tf.Tensor]:
+    """KL(softmax(teacher) || softmax(student)) over the last axis, and q - p.
 
     With shifted logits z and log-partitions Z, log p = z - Z, so
     KL = sum p (z_t - z_s) - (Z_t - Z_s): one `exp` per entry on each side.
-    Its gradient with respect to the student logits is q - p (q the student's
-    softmax), kept from the forward pass; the teacher gets none.
+    q - p (q the student's softmax) is the KL's gradient wrt the student logits.
     """
     z_t, p, log_z_t = _softmax_parts(teacher_logits)
     z_s, q, log_z_s = _softmax_parts(student_logits)
     kl = tf.reduce_sum(p * (z_t - z_s), axis=-1) - tf.squeeze(log_z_t - log_z_s, -1)
-    backprop = q - p
+    return kl, q - p
+
+
+@tf.custom_gradient
+def _row_kl(teacher_logits: tf.Tensor, student_logits: tf.Tensor):
+    """`_kl_and_logit_gradient` as a differentiable op; the teacher gets no gradient."""
+    kl, backprop = _kl_and_logit_gradient(teacher_logits, student_logits)
 
     def grad(upstream):
         return None, upstream[..., tf.newaxis] * backprop
@@ -162,13 +172,11 @@ def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mas
         bias = ((1.0 - m) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
         teacher = tf.matmul(t_a * scale_t, t_b, transpose_b=True) + bias
         student = tf.matmul(s_a * scale_s, s_b, transpose_b=True) + bias
-        z_t, p, log_z_t = _softmax_parts(teacher)
-        z_s, q, log_z_s = _softmax_parts(student)
-        kl = tf.reduce_sum(p * (z_t - z_s), axis=-1) - tf.squeeze(log_z_t - log_z_s, -1)
+        kl, q_minus_p = _kl_and_logit_gradient(teacher, student)
         weights = tf.math.divide_no_nan(m, tf.reduce_sum(m, -1, keepdims=True) * num_heads)
         weights = weights[:, tf.newaxis, :]  # [c, 1, T] over rows
         loss = tf.reduce_sum(kl * weights, axis=[1, 2])
-        grad_logits = (q - p) * (weights[..., tf.newaxis] * scale_s)
+        grad_logits = q_minus_p * (weights[..., tf.newaxis] * scale_s)
         if symmetric:
             grad_logits += tf.transpose(grad_logits, [0, 1, 3, 2])
             return loss, _merge_heads(tf.matmul(grad_logits, s_a))
@@ -210,12 +218,7 @@ def relation_loss(
     chunk's softmaxes stay in cache (docs/performance.md).
     """
     for x in (teacher_a, student_a):
-        if x.shape[-1] is None or x.shape[-1] % num_heads:
-            raise ValueError(
-                f"Hidden size {x.shape[-1]} is not divisible by the number of relation "
-                f"heads {num_heads}. Choose a head count that divides both the "
-                "teacher's and the student's hidden sizes."
-            )
+        _check_divisible(x.shape[-1], num_heads)
     mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
     # A self-relation (the same tensors passed as `a` and `b`) takes the
     # cheaper symmetric path.

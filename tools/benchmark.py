@@ -221,13 +221,7 @@ def make_batch(batch: int, seq_len: int, vocab: int, padding_fraction: float, se
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
 
-def resolved_jit() -> bool:
-    from minilm_tf.distribute import resolve_jit_compile
-
-    return resolve_jit_compile(FLAGS.jit_compile)
-
-
-def build_models(precision: str):
+def build_models(precision: str, jit: bool):
     import keras
 
     from minilm_tf import MiniLMDistiller, build_student, load_teacher
@@ -252,7 +246,7 @@ def build_models(precision: str):
         raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(
         optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
-        jit_compile=resolved_jit())
+        jit_compile=jit)
     return teacher, student, distiller
 
 
@@ -318,9 +312,8 @@ def step_matmul_flops(distiller, batch: int, seq: int) -> int:
     num_relations = len(distiller.objective.relations_used)
 
     def forward_per_token(relations) -> int:
-        layer = relations.encoder_layer
-        dim = layer._self_attention_layer.num_heads * layer._self_attention_layer.key_dim
-        full = 8 * dim * dim + 4 * dim * layer.intermediate_dim + 4 * seq * dim
+        dim, ffn = relations.hidden_dim, relations.encoder_layer.intermediate_dim
+        full = 8 * dim * dim + 4 * dim * ffn + 4 * seq * dim
         last = 6 * dim * dim + num_relations * 2 * seq * dim
         return relations.resolved_index * full + last
 
@@ -371,16 +364,18 @@ def measure_precision(precision: str) -> dict:
     import numpy as np
 
     from minilm_tf import count_params
+    from minilm_tf.distribute import resolve_jit_compile
 
+    jit = resolve_jit_compile(FLAGS.jit_compile)
     load_start = load_average()
     t0 = time.perf_counter()
-    teacher, student, distiller = build_models(precision)
+    teacher, student, distiller = build_models(precision, jit)
     build_s = time.perf_counter() - t0
     batch = make_batch(FLAGS.batch_size, FLAGS.seq_len, teacher.backbone.vocabulary_size,
                        FLAGS.padding_fraction, FLAGS.seed)
     tokens = int(batch["padding_mask"].size)
     real_tokens = int(batch["padding_mask"].sum())
-    runners = make_runners(distiller, batch, resolved_jit())
+    runners = make_runners(distiller, batch, jit)
 
     first_call_s, phase_peak = {}, {}
     warmup = max(1, FLAGS.warmup_steps)
@@ -411,7 +406,7 @@ def measure_precision(precision: str) -> dict:
 
     result = {
         "precision": precision,
-        "jit_compile": resolved_jit(),
+        "jit_compile": jit,
         "build_s": round(build_s, 3),
         "warmup_s": first_call_s,
         "load_average_start": load_start,
@@ -425,10 +420,10 @@ def measure_precision(precision: str) -> dict:
     result["overhead_ratio"] = round(a / (b + c), 4)
     result["overhead_ms"] = round(a - (b + c), 3)
     flops = step_matmul_flops(distiller, FLAGS.batch_size, FLAGS.seq_len)
-    layer = distiller.student_relations.encoder_layer
-    tokens_dim = (FLAGS.batch_size * FLAGS.seq_len, layer._self_attention_layer.num_heads
-                  * layer._self_attention_layer.key_dim, layer.intermediate_dim)
-    peak = matmul_peak(precision, resolved_jit(), {
+    relations = distiller.student_relations
+    tokens_dim = (FLAGS.batch_size * FLAGS.seq_len, relations.hidden_dim,
+                  relations.encoder_layer.intermediate_dim)
+    peak = matmul_peak(precision, jit, {
         "ffn_up": tokens_dim, "ffn_down": (tokens_dim[0], tokens_dim[2], tokens_dim[1]),
         "square_2048": (2048, 2048, 2048)})
     achieved = flops / (a / 1e3) / 1e9
@@ -445,7 +440,7 @@ def measure_precision(precision: str) -> dict:
         "tf_memory_info": tf_memory_info(),
     }
     if FLAGS.profile_steps > 0:
-        result["profile"] = profile_step(distiller, runners["step"][0], precision)
+        result["profile"] = profile_step(distiller, runners["step"][0], precision, jit)
     result["load_average_end"] = load_average()
     del runners, distiller, student, teacher
     return result
@@ -551,13 +546,13 @@ def summarize_xplane(path: str, below_names: dict, top: int, steps: int) -> dict
     }
 
 
-def profile_step(distiller, run_step, precision: str) -> dict:
+def profile_step(distiller, run_step, precision: str, jit: bool) -> dict:
     import glob
 
     import tensorflow as tf
 
     root = FLAGS.profile_dir or tempfile.mkdtemp(prefix="minilm_profile_")
-    logdir = os.path.join(root, f"{precision}{'_xla' if resolved_jit() else ''}")
+    logdir = os.path.join(root, f"{precision}{'_xla' if jit else ''}")
     tf.profiler.experimental.start(logdir)
     t = time.perf_counter()
     for _ in range(FLAGS.profile_steps):
@@ -573,7 +568,7 @@ def profile_step(distiller, run_step, precision: str) -> dict:
     summary = summarize_xplane(files[-1], below_names, FLAGS.profile_top, FLAGS.profile_steps)
     summary.update(logdir=logdir, steps=FLAGS.profile_steps,
                    wall_ms_per_step=round(wall * 1e3 / FLAGS.profile_steps, 3))
-    if resolved_jit():
+    if jit:
         # XLA runs the step as a few compiled clusters: no per-part breakdown.
         summary["by_part"] = {"error": "XLA fuses the step; use --jit_compile=false for parts"}
     return summary
