@@ -129,17 +129,51 @@ def relation_kl(
     return tf.math.divide_no_nan(tf.reduce_sum(row_kl * mask, axis=-1), real_rows)
 
 
-# Relation logits handled per chunk of examples in `relation_loss`: about
-# 3 MB of float32 [chunk, R, T, T], so a chunk's softmaxes stay in cache.
-_CHUNK_ENTRIES = 786_432
+# Relation logits handled per chunk in `relation_loss`: 768 KB of float32
+# [chunk, heads, T, T], so a chunk's softmaxes stay in a core's L2 cache
+# (1 MB on the machines of docs/performance.md; 3 MB chunks were 25% slower).
+_CHUNK_ENTRIES = 196_608
 
 
-def _chunk_size(batch: int | None, num_heads: int, length: int | None) -> int:
-    """The largest divisor of `batch` whose chunk holds <= _CHUNK_ENTRIES."""
-    if batch is None or length is None:
-        return 1
-    target = max(1, _CHUNK_ENTRIES // (num_heads * length * length))
-    return max(c for c in range(1, min(batch, target) + 1) if batch % c == 0)
+def _chunk_plan(
+    batch: int | None, num_heads: int, length: int | None, entries: int
+) -> tuple[int, int]:
+    """(head groups, rows per chunk) so that a chunk holds <= `entries` logits.
+
+    Each example's heads are split into the fewest groups (a divisor of
+    `num_heads`) whose [heads / groups, T, T] logits fit; then as many
+    (example, group) rows as fit and divide `batch * groups` form a chunk.
+    One head per group when even one head does not fit; (1, 1) when the
+    sequence length is unknown, one row when the batch size is.
+    """
+    if length is None:
+        return 1, 1
+    per_head = length * length
+    groups = min([g for g in range(1, num_heads + 1)
+                  if num_heads % g == 0 and num_heads // g * per_head <= entries]
+                 or [num_heads])
+    if batch is None:
+        return groups, 1
+    rows = batch * groups
+    target = max(1, entries // (num_heads // groups * per_head))
+    return groups, max(c for c in range(1, min(rows, target) + 1) if rows % c == 0)
+
+
+def _to_groups(x: tf.Tensor, groups: int) -> tf.Tensor:
+    """[B, T, D] -> [B * groups, T, D / groups], consecutive heads per row."""
+    if groups == 1:
+        return x
+    length, depth = tf.shape(x)[1], x.shape[-1] // groups
+    x = tf.reshape(x, [-1, length, groups, depth])
+    return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [-1, length, depth])
+
+
+def _from_groups(x: tf.Tensor, groups: int, shape: tf.Tensor) -> tf.Tensor:
+    """Chunked rows of `_to_groups` back to `shape` [B, T, D]."""
+    if groups > 1:
+        x = tf.reshape(x, [shape[0], groups, shape[1], -1])
+        x = tf.transpose(x, [0, 2, 1, 3])
+    return tf.reshape(x, shape)
 
 
 def _merge_heads(x: tf.Tensor) -> tf.Tensor:
@@ -149,26 +183,29 @@ def _merge_heads(x: tf.Tensor) -> tf.Tensor:
 
 
 @tf.function(jit_compile=True)
-def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mask, num_heads):
+def _relation_loss_and_gradients(
+    teacher_a, teacher_b, student_a, student_b, mask, num_heads, chunk_entries
+):
     """Per-example relation KL [B] and its gradients wrt the student inputs.
 
     `teacher_b`/`student_b` None means a self-relation (b = a, as in the
     value relation and MiniLMv2's Q-Q, K-K, V-V): one gradient, wrt `student_a`.
-    Runs over chunks of examples (`tf.map_fn`); no [B, R, T, T] tensor is
-    kept. For one example with weights w_i = mask_i / (R * real rows), the
+    Runs over chunks of at most `chunk_entries` logits (`_chunk_plan`,
+    `tf.map_fn`); no [B, R, T, T] tensor is kept. For one example with weights w_i = mask_i / (R * real rows), the
     loss is sum_r,i w_i KL(p_ri || q_ri) and its gradient wrt the student
     logits is G = w_i (q_ri - p_ri), pushed through the scaled `a b^T`:
     G b and G^T a, or (G + G^T) a for a self-relation.
     """
     symmetric = student_b is None
-    chunk = _chunk_size(teacher_a.shape[0], num_heads, teacher_a.shape[1])
+    groups, chunk = _chunk_plan(teacher_a.shape[0], num_heads, teacher_a.shape[1], chunk_entries)
+    heads = num_heads // groups
     scale_t = 1.0 / math.sqrt(teacher_a.shape[-1] // num_heads)
     scale_s = 1.0 / math.sqrt(student_a.shape[-1] // num_heads)
 
     def one_chunk(args):
         m = args[-1]  # [c, T]
-        t_a, s_a = split_heads(args[0], num_heads), split_heads(args[1], num_heads)
-        t_b, s_b = (t_a, s_a) if symmetric else (split_heads(x, num_heads) for x in args[2:4])
+        t_a, s_a = split_heads(args[0], heads), split_heads(args[1], heads)
+        t_b, s_b = (t_a, s_a) if symmetric else (split_heads(x, heads) for x in args[2:4])
         bias = ((1.0 - m) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
         teacher = tf.matmul(t_a * scale_t, t_b, transpose_b=True) + bias
         student = tf.matmul(s_a * scale_s, s_b, transpose_b=True) + bias
@@ -188,13 +225,15 @@ def _relation_loss_and_gradients(teacher_a, teacher_b, student_a, student_b, mas
         return tf.reshape(x, tf.concat([[-1, chunk], tf.shape(x)[1:]], axis=0))
 
     inputs = (teacher_a, student_a) if symmetric else (teacher_a, student_a, teacher_b, student_b)
+    inputs = [_to_groups(x, groups) for x in inputs]
+    mask = tf.reshape(tf.repeat(mask[:, tf.newaxis], groups, axis=1), [-1, tf.shape(mask)[1]])
     outputs = tf.map_fn(
         one_chunk,
         tuple(chunks(x) for x in (*inputs, mask)),
         fn_output_signature=(tf.float32,) * (2 if symmetric else 3),
     )
-    return (tf.reshape(outputs[0], [-1]),
-            *(tf.reshape(g, tf.shape(student_a)) for g in outputs[1:]))
+    loss = tf.reduce_sum(tf.reshape(outputs[0], [-1, groups]), axis=1)
+    return (loss, *(_from_groups(g, groups, tf.shape(student_a)) for g in outputs[1:]))
 
 
 def relation_loss(
@@ -213,7 +252,8 @@ def relation_loss(
     teacher.
 
     The loss and its gradients wrt the student's inputs are computed together,
-    chunk by chunk of examples, in one XLA-compiled function, so the
+    chunk by chunk of examples and groups of heads, in one XLA-compiled
+    function, so the
     [B, R, T, T] relations are never stored for the backward pass and each
     chunk's softmaxes stay in cache (docs/performance.md).
     """
@@ -231,7 +271,7 @@ def relation_loss(
         inputs = [tf.stop_gradient(tf.cast(x, tf.float32)) for x in students]
         loss, *gradients = _relation_loss_and_gradients(
             teacher[0], None if symmetric else teacher[1],
-            inputs[0], None if symmetric else inputs[1], mask, num_heads)
+            inputs[0], None if symmetric else inputs[1], mask, num_heads, _CHUNK_ENTRIES)
 
         def grad(upstream):
             upstream = upstream[:, tf.newaxis, tf.newaxis]

@@ -190,35 +190,55 @@ def test_gradient_matches_naive_kl():
         )
 
 
-def test_chunked_loss_same_for_any_chunking_and_unknown_batch():
-    """Chunks of 2 examples (static batch) and of 1 (unknown batch size) give
-    numpy's loss and the same gradients."""
-    assert relations._chunk_size(6, 4, 8) == 6
-    assert relations._chunk_size(6, 4, 512) == 1  # 4 x 512 x 512 > 786,432 entries
-    assert relations._chunk_size(6, 48, 64) == 3  # 4 would fit, but does not divide 6
-    assert relations._chunk_size(None, 4, 8) == 1
-    b, t, dim, heads = 6, 300, 16, 4
-    assert relations._chunk_size(b, heads, t) == 2
+def test_chunk_plan():
+    """Fewest head groups whose logits fit, then the largest dividing chunk."""
+    assert relations._chunk_plan(6, 4, 8, 1024) == (1, 3)  # 4 rows fit but do not divide 6
+    assert relations._chunk_plan(6, 4, 8, 2048) == (1, 6)
+    assert relations._chunk_plan(6, 4, 8, 128) == (2, 1)  # two heads of 8 x 8 per row
+    assert relations._chunk_plan(6, 6, 8, 200) == (2, 1)  # 3 heads (192) fit, not 6
+    assert relations._chunk_plan(6, 4, 8, 10) == (4, 1)  # not even one head fits
+    assert relations._chunk_plan(None, 4, 8, 128) == (2, 1)
+    assert relations._chunk_plan(6, 4, None, 128) == (1, 1)
+    assert relations._chunk_plan(32, 48, 128, relations._CHUNK_ENTRIES) == (4, 1)
+    assert relations._chunk_plan(32, 12, 128, relations._CHUNK_ENTRIES) == (1, 1)
+
+
+@pytest.mark.parametrize("entries", [10**9, 400, 128, 64, 10])
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_chunked_loss_same_for_any_chunking_and_unknown_batch(monkeypatch, entries, symmetric):
+    """Any split into head groups and chunks of rows, with a static or an
+    unknown batch size, gives numpy's loss and the unchunked gradients."""
+    b, t, dim, heads = 6, 8, 16, 4
     ta, tb = make(b, t, dim, 0), make(b, t, dim, 1)
+    if symmetric:
+        tb = ta
     sa, sb = tf.Variable(make(b, t, dim, 2)), tf.Variable(make(b, t, dim, 3))
     mask = make_mask(b, t, 4)
 
     def loss_and_grads(a, b_, m):
         with tf.GradientTape() as tape:
-            loss = relations.relation_loss(a, b_, sa, sb, heads, m)
+            s_a = tf.identity(sa)
+            s_b = s_a if symmetric else tf.identity(sb)
+            loss = relations.relation_loss(a, a if symmetric else b_, s_a, s_b, heads, m)
             weighted = tf.reduce_sum(loss * tf.range(1.0, 7.0))
         return loss, tape.gradient(weighted, [sa, sb])
 
+    reference = loss_and_grads(ta, tb, mask)  # one chunk of all 6 examples
+    monkeypatch.setattr(relations, "_CHUNK_ENTRIES", entries)
     spec = [tf.TensorSpec([None, t, dim], tf.float32)] * 2 + [tf.TensorSpec([None, t], tf.int32)]
     results = [
         loss_and_grads(ta, tb, mask),
         tf.function(loss_and_grads, input_signature=spec)(ta, tb, mask),
     ]
-    want = np_kl_loss(ta, tb, sa.numpy(), sb.numpy(), heads, mask)
+    sb_value = sa.numpy() if symmetric else sb.numpy()
+    want = np_kl_loss(ta, tb, sa.numpy(), sb_value, heads, mask)
     for loss, grads in results:
         np.testing.assert_allclose(loss.numpy(), want, rtol=2e-5, atol=1e-7)
-        for got, ref in zip(grads, results[0][1]):
-            np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
+        for got, ref in zip(grads, reference[1]):
+            if ref is None:
+                assert got is None
+            else:
+                np.testing.assert_allclose(got.numpy(), ref.numpy(), rtol=1e-5, atol=1e-8)
 
 
 def test_self_relation_path_matches_the_general_one():
