@@ -15,6 +15,8 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from minilm_tf.attention import attention_layers, query_first_attention
+
 
 # Backbones whose layers cannot give MiniLM relations, and why.
 _UNSUPPORTED = {
@@ -159,7 +161,8 @@ class SelfAttentionRelations(keras.layers.Layer):
     def call(self, inputs: dict, training: bool | None = None) -> dict:
         # Backbones without segment embeddings (RoBERTa, DistilBERT) ignore
         # `segment_ids`, so one data pipeline serves every architecture.
-        x = self.below({name: inputs[name] for name in self.below.input}, training=training)
+        with query_first_attention(attention_layers(self.below)):
+            x = self.below({name: inputs[name] for name in self.below.input}, training=training)
         if self.encoder_layer.normalize_first:
             x = self.encoder_layer._self_attention_layer_norm(x)
         attention = self.encoder_layer._self_attention_layer
