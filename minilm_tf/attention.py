@@ -9,17 +9,13 @@ Two costs of Keras' own `_compute_attention` on CPU (docs/performance.md):
 - dropout on the [B, N, T, S] probabilities draws one 32-bit random number
   per entry (`stateless_dropout`: 26 ms on the same tensor).
 
-`query_first_attention` makes layers compute the same scores query-first and
-drop attention probabilities with 16-bit random numbers (two per Philox
-output; drop probability round(rate * 65536) / 65536, kept values scaled to
-keep the expectation) while a step is traced. Scaling, masking and softmax are
-the layer's own code, randomness comes from the layer's own seed generator,
-and the layers are restored when the block exits, so nothing about them is
-saved or changed for other users of the model.
+`compute_attention` is a drop-in `_compute_attention` (installed while a step
+is traced by `minilm_tf.fast_paths`) that computes the same scores
+query-first and drops attention probabilities with 16-bit random numbers (two
+per Philox output; drop probability round(rate * 65536) / 65536, kept values
+scaled to keep the expectation). Scaling, masking and softmax are the layer's
+own code and randomness comes from the layer's own seed generator.
 """
-
-import contextlib
-import types
 
 import keras
 import tensorflow as tf
@@ -54,7 +50,7 @@ def dropout16(layer: keras.layers.Dropout, x: tf.Tensor, training) -> tf.Tensor:
     return tf.where(keep, x * scale, tf.zeros_like(x))
 
 
-def _compute_attention(
+def compute_attention(
     self,
     query,
     key,
@@ -76,32 +72,3 @@ def _compute_attention(
     scores = self._masked_softmax(ops.einsum(_QUERY_FIRST, query, key), attention_mask)
     dropped = dropout16(self._dropout_layer, scores, training)
     return ops.einsum(self._combine_equation, dropped, value), scores
-
-
-def attention_layers(*models: keras.Layer) -> list:
-    """The `MultiHeadAttention` layers inside `models`, each once."""
-    found = {}
-    for model in models:
-        for layer in model._flatten_layers(include_self=True, recursive=True):
-            if isinstance(layer, keras.layers.MultiHeadAttention):
-                found[id(layer)] = layer
-    return list(found.values())
-
-
-@contextlib.contextmanager
-def query_first_attention(layers: list):
-    """Within the block, `layers` use the faster path of this module.
-
-    Meant around code that is being traced (a `tf.function`, Keras'
-    `train_step`): the traced graph keeps the faster path; the layers
-    themselves are unchanged afterwards. Layers already inside such a block
-    are left alone.
-    """
-    patched = [layer for layer in layers if "_compute_attention" not in vars(layer)]
-    for layer in patched:
-        object.__setattr__(layer, "_compute_attention", types.MethodType(_compute_attention, layer))
-    try:
-        yield
-    finally:
-        for layer in patched:
-            object.__delattr__(layer, "_compute_attention")

@@ -15,7 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from minilm_tf.attention import attention_layers, query_first_attention
+from minilm_tf.fast_paths import fast_paths
 
 
 # Backbones whose layers cannot give MiniLM relations, and why.
@@ -161,7 +161,7 @@ class SelfAttentionRelations(keras.layers.Layer):
     def call(self, inputs: dict, training: bool | None = None) -> dict:
         # Backbones without segment embeddings (RoBERTa, DistilBERT) ignore
         # `segment_ids`, so one data pipeline serves every architecture.
-        with query_first_attention(attention_layers(self.below)):
+        with fast_paths(self.below):
             x = self.below({name: inputs[name] for name in self.below.input}, training=training)
         if self.encoder_layer.normalize_first:
             x = self.encoder_layer._self_attention_layer_norm(x)

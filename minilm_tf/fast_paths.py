@@ -1,0 +1,45 @@
+"""Faster CPU code paths for a model's layers while a step is traced.
+
+`fast_paths(model)` is a context manager for code that is being traced (a
+`tf.function`, Keras' `train_step`): inside it, the model's
+`MultiHeadAttention` layers use `attention.compute_attention` (query-first
+scores, 16-bit dropout) and its dense layers with a GELU activation use the
+XLA-fused equivalent from `activations.fused`. The traced graph keeps them;
+when the block exits the layers are exactly as before, so nothing is saved
+with the model or changed for other code using it. Measured effect in
+docs/performance.md.
+"""
+
+import contextlib
+import types
+
+import keras
+
+from minilm_tf import activations, attention
+
+
+def _layers(model: keras.Layer) -> list:
+    return list(model._flatten_layers(include_self=True, recursive=True))
+
+
+@contextlib.contextmanager
+def fast_paths(model: keras.Layer):
+    """Within the block, `model`'s layers use the faster paths (see module doc)."""
+    undo = []
+    try:
+        for layer in _layers(model):
+            if (isinstance(layer, keras.layers.MultiHeadAttention)
+                    and "_compute_attention" not in vars(layer)):
+                object.__setattr__(layer, "_compute_attention",
+                                   types.MethodType(attention.compute_attention, layer))
+                undo.append(lambda layer=layer: object.__delattr__(layer, "_compute_attention"))
+            fused = activations.fused(getattr(layer, "activation", None))
+            if fused is not None:
+                original = layer.activation
+                object.__setattr__(layer, "activation", fused)
+                undo.append(lambda layer=layer, original=original:
+                            object.__setattr__(layer, "activation", original))
+        yield
+    finally:
+        for restore in reversed(undo):
+            restore()

@@ -1,0 +1,96 @@
+"""fast_paths: same values and gradients as Keras' own paths, layers restored."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import random_batch, tiny_bert
+from minilm_tf import activations, attention
+from minilm_tf.fast_paths import fast_paths
+from minilm_tf.layers import SelfAttentionRelations
+
+
+def _state(model):
+    """What fast_paths may touch: instance attributes and activations."""
+    return [(id(layer), "_compute_attention" in vars(layer), getattr(layer, "activation", None))
+            for layer in model._flatten_layers(include_self=True, recursive=True)]
+
+
+@pytest.fixture
+def spies(monkeypatch):
+    calls = {"attention": 0, "gelu": 0}
+    real_attention, real_gelu = attention.compute_attention, activations._gelu_tanh_forward
+
+    def counted_attention(*args, **kwargs):
+        calls["attention"] += 1
+        return real_attention(*args, **kwargs)
+
+    def counted_gelu(x):
+        calls["gelu"] += 1
+        return real_gelu(x)
+
+    monkeypatch.setattr(attention, "compute_attention", counted_attention)
+    monkeypatch.setattr(activations, "_gelu_tanh_forward", counted_gelu)
+    return calls
+
+
+@pytest.mark.parametrize("exact_gelu", [False, True])
+def test_same_outputs_and_gradients_as_keras(spies, exact_gelu):
+    backbone = tiny_bert(num_layers=2)
+    if exact_gelu:  # as load_teacher sets it for `hidden_act: gelu`
+        for layer in backbone.transformer_layers:
+            layer._feedforward_intermediate_dense.activation = activations.gelu_exact
+    batch = random_batch()
+    weights = tf.random.stateless_normal([4, 12, 32], [0, 1])
+
+    def forward_and_gradients():
+        # training=False: no dropout mask, but the explicit-scores path runs
+        # (the layers are configured with dropout 0.1).
+        with tf.GradientTape() as tape:
+            out = backbone(batch, training=False)["sequence_output"]
+            loss = tf.reduce_sum(out * weights)
+        return out, tape.gradient(loss, backbone.trainable_variables)
+
+    before = _state(backbone)
+    want, want_grads = forward_and_gradients()
+    with fast_paths(backbone):
+        assert _state(backbone) != before
+        got, got_grads = forward_and_gradients()
+    assert _state(backbone) == before
+    assert spies["attention"] == 2
+    assert spies["gelu"] == (0 if exact_gelu else 2)
+    np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+    assert sum(w is not None for w in want_grads) > 10
+    for g, w in zip(got_grads, want_grads):
+        if w is None:  # the pooler
+            assert g is None
+            continue
+        g, w = (tf.convert_to_tensor(x).numpy() for x in (g, w))
+        np.testing.assert_allclose(g, w, rtol=1e-4, atol=1e-5)
+
+
+def test_layers_restored_after_an_error_and_nesting_is_harmless():
+    backbone = tiny_bert(num_layers=2)
+    before = _state(backbone)
+    with pytest.raises(RuntimeError):
+        with fast_paths(backbone):
+            with fast_paths(backbone):
+                pass
+            assert _state(backbone) != before  # the inner block undid nothing of the outer
+            raise RuntimeError("boom")
+    assert _state(backbone) == before
+
+
+def test_relation_layer_traces_the_layers_below_with_fast_paths(spies):
+    backbone = tiny_bert(num_layers=3)
+    relations = SelfAttentionRelations(backbone, layer_index=-1)
+    before = _state(backbone)
+    out = tf.function(lambda x: relations(x, training=True))(random_batch())
+    assert spies["attention"] == 2  # layers 0 and 1; layer 2 only projects Q, K, V
+    assert spies["gelu"] == 2
+    assert tuple(out["queries"].shape[-2:]) == (4, 8)
+    assert _state(backbone) == before
+    # Saved configs are untouched: the activation is still keras-hub's.
+    config = keras.saving.serialize_keras_object(backbone)
+    assert "fused" not in str(config)
