@@ -3,7 +3,8 @@
 `fast_paths(model)` is a context manager for code that is being traced (a
 `tf.function`, Keras' `train_step`): inside it, the model's
 `MultiHeadAttention` layers use `attention.compute_attention` (query-first
-scores, 16-bit dropout) and its dense layers with a GELU activation use the
+scores, fused masked softmax), its `Dropout` layers `attention.dropout16`
+(16-bit random numbers) and its dense layers with a GELU activation the
 XLA-fused equivalent from `activations.fused`. The traced graph keeps them;
 when the block exits the layers are exactly as before, so nothing is saved
 with the model or changed for other code using it. Measured effect in
@@ -33,6 +34,11 @@ def fast_paths(model: keras.Layer):
                 object.__setattr__(layer, "_compute_attention",
                                    types.MethodType(attention.compute_attention, layer))
                 undo.append(lambda layer=layer: object.__delattr__(layer, "_compute_attention"))
+            if (isinstance(layer, keras.layers.Dropout)
+                    and type(layer).call is keras.layers.Dropout.call
+                    and "call" not in vars(layer)):
+                object.__setattr__(layer, "call", types.MethodType(attention.dropout16, layer))
+                undo.append(lambda layer=layer: object.__delattr__(layer, "call"))
             fused = activations.fused(getattr(layer, "activation", None))
             if fused is not None:
                 original = layer.activation

@@ -35,3 +35,25 @@ def test_dropout16_bfloat16_keeps_dtype_and_expectation():
     kept = y32 != 0
     np.testing.assert_allclose(y32[kept], x32[kept] * 65536 / (65536 - 16384), rtol=1e-2)
     assert abs(kept.mean() - 0.75) < 0.01
+
+
+@pytest.mark.parametrize("mask_dtype", ["bool", "int32", None])
+def test_masked_softmax_matches_keras_softmax_values_and_gradients(mask_dtype):
+    rng = np.random.default_rng(0)
+    scores = tf.constant(rng.normal(size=(2, 3, 5, 6)).astype("float32") * 3)
+    mask = rng.random((2, 1, 5, 6)) > 0.3
+    mask[0, 0, 1] = False  # a fully masked row: zeros, as Keras gives
+    mask = None if mask_dtype is None else tf.constant(mask.astype(mask_dtype))
+    upstream = tf.constant(rng.normal(size=(2, 3, 5, 6)).astype("float32"))
+    keras_softmax = keras.layers.Softmax(axis=-1)
+    results = []
+    for fn in (attention.masked_softmax, lambda s, m: keras_softmax(s, mask=m)):
+        with tf.GradientTape() as tape:
+            tape.watch(scores)
+            probs = fn(scores, mask)
+        results.append((probs.numpy(), tape.gradient(probs, scores, upstream).numpy()))
+    (got, got_grad), (want, want_grad) = results
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(got_grad, want_grad, rtol=1e-5, atol=1e-6)
+    if mask is not None:
+        assert not got[0, :, 1].any()

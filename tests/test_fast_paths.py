@@ -13,14 +13,20 @@ from minilm_tf.layers import SelfAttentionRelations
 
 def _state(model):
     """What fast_paths may touch: instance attributes and activations."""
-    return [(id(layer), "_compute_attention" in vars(layer), getattr(layer, "activation", None))
+    return [(id(layer), "_compute_attention" in vars(layer), "call" in vars(layer),
+             getattr(layer, "activation", None))
             for layer in model._flatten_layers(include_self=True, recursive=True)]
 
 
 @pytest.fixture
 def spies(monkeypatch):
-    calls = {"attention": 0, "gelu": 0}
+    calls = {"attention": 0, "gelu": 0, "dropout": 0}
     real_attention, real_gelu = attention.compute_attention, activations._gelu_tanh_forward
+    real_dropout = attention.dropout16
+
+    def counted_dropout(*args, **kwargs):
+        calls["dropout"] += 1
+        return real_dropout(*args, **kwargs)
 
     def counted_attention(*args, **kwargs):
         calls["attention"] += 1
@@ -32,6 +38,7 @@ def spies(monkeypatch):
 
     monkeypatch.setattr(attention, "compute_attention", counted_attention)
     monkeypatch.setattr(activations, "_gelu_tanh_forward", counted_gelu)
+    monkeypatch.setattr(attention, "dropout16", counted_dropout)
     return calls
 
 
@@ -89,6 +96,8 @@ def test_relation_layer_traces_the_layers_below_with_fast_paths(spies):
     out = tf.function(lambda x: relations(x, training=True))(random_batch())
     assert spies["attention"] == 2  # layers 0 and 1; layer 2 only projects Q, K, V
     assert spies["gelu"] == 2
+    # Embeddings, then per layer: attention probabilities, attention output, feed-forward.
+    assert spies["dropout"] == 1 + 2 * 3
     assert tuple(out["queries"].shape[-2:]) == (4, 8)
     assert _state(backbone) == before
     # Saved configs are untouched: the activation is still keras-hub's.
