@@ -44,7 +44,7 @@ def _check_result(result, tokens, real_tokens):
         matmuls["achieved_gflops"] / matmuls["peak_gflops"], rel=1e-2, abs=1e-3)
     memory = result["memory"]
     assert memory["peak_rss_mb"] > 0
-    assert set(memory["phase_peak_rss_mb"]) == set(PHASES)
+    assert set(PHASES) <= set(memory["phase_peak_rss_mb"]) <= set(PHASES) | {"compared"}
     phase_peaks = [v for v in memory["phase_peak_rss_mb"].values() if v is not None]
     assert all(memory["peak_rss_mb"] >= v - 1e-6 for v in phase_peaks)
     assert "tf_memory_info" in memory
@@ -85,6 +85,23 @@ def test_benchmark_minilmv2_with_xla(tmp_path):
     (result,) = report["results"]
     assert result["jit_compile"] is True
     _check_result(result, 64, 64)
+
+
+def test_benchmark_compares_objectives_in_one_process(tmp_path):
+    report, stdout = _run(tmp_path, "--objective", "minilm", "--compare_objective", "minilmv2",
+                          "--num_relation_heads", "4", "--jit_compile=false")
+    (result,) = report["results"]
+    _check_result(result, 64, 64)
+    other = result["compared"]
+    assert other["objective"] == "minilmv2" and len(other["times_ms"]) == 3
+    assert other["tokens_per_s_ratio"] == pytest.approx(
+        result["step"]["median_ms"] / other["median_ms"], rel=1e-3)
+    assert other["tokens_per_s_ratio_cpu"] == pytest.approx(
+        result["step"]["cpu_median_ms"] / other["cpu_median_ms"], rel=1e-3)
+    assert result["overhead_ratio_cpu"] == pytest.approx(
+        result["step"]["cpu_median_ms"]
+        / (result["teacher"]["cpu_median_ms"] + result["student"]["cpu_median_ms"]), rel=1e-3)
+    assert "(a2) step, other objective" in stdout and "minilmv2 runs at" in stdout
 
 
 def test_benchmark_rejects_bad_student_shape(tmp_path):

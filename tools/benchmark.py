@@ -18,11 +18,13 @@ random batch (token ids drawn uniformly, segment ids 0, padding mask per
                mean square of the student relation layer's queries, keys and
                values, AdamW on the same variables as (a);
 
-and the distillation overhead ratio (a) / ((b) + (c)) from the medians: 1.0
-would mean the relation losses, their gradients and Keras' bookkeeping cost
-nothing. Timed steps are interleaved (a, b, c, a, b, c, ...) so that load
-changes on a shared machine hit the three alike; median, min and max are
-reported. Memory: the process RSS high-water mark (getrusage), the per-phase
+and the distillation overhead ratio (a) / ((b) + (c)) from the medians (and
+from the CPU-time medians): 1.0 would mean the relation losses, their
+gradients and Keras' bookkeeping cost nothing. `--compare_objective`
+adds (a2), the same step with the other objective (e.g. MiniLMv2 against v1),
+and its tokens/s as a share of (a)'s. Timed steps are interleaved
+(a, b, c, [a2,] a, b, c, ...) so that load changes on a shared machine hit
+all alike; median, min and max are reported. Memory: the process RSS high-water mark (getrusage), the per-phase
 peak RSS (VmHWM, reset through /proc/self/clear_refs where the kernel allows)
 and TensorFlow's allocator statistics when the device reports them.
 
@@ -75,6 +77,10 @@ flags.DEFINE_float("padding_fraction", 0.0,
                    "Fraction of each example's positions that are padding (mask 0).")
 flags.DEFINE_enum("objective", "minilm", ["minilm", "minilmv2"], "Distillation objective.")
 flags.DEFINE_integer("num_relation_heads", None, "Relation heads for minilmv2 (default 48).")
+flags.DEFINE_enum("compare_objective", None, ["minilm", "minilmv2"],
+                  "Also time the full step with this objective on the same teacher, student "
+                  "and batch, interleaved with the others as (a2), and report its tokens/s "
+                  "relative to (a) by wall and by CPU time.")
 flags.DEFINE_list("precisions", ["float32"],
                   "Keras dtype policies to measure, e.g. float32,mixed_bfloat16.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
@@ -98,6 +104,7 @@ PHASE_TITLES = {
     "step": "(a) distillation step",
     "teacher": "(b) teacher forward",
     "student": "(c) student step",
+    "compared": "(a2) step, other objective",
 }
 # CPU features that decide the bfloat16 / matmul paths.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
@@ -238,8 +245,12 @@ def build_models(precision: str, jit: bool):
     student = build_student(teacher, num_layers=layers, hidden_dim=hidden, num_heads=heads,
                             intermediate_dim=FLAGS.student_intermediate_dim,
                             dropout=FLAGS.student_dropout, seed=FLAGS.seed)
-    distiller = MiniLMDistiller(teacher, student, objective=FLAGS.objective,
-                                num_relation_heads=FLAGS.num_relation_heads)
+    def make_distiller(objective):
+        # --num_relation_heads applies to the MiniLMv2 one of the two.
+        heads = FLAGS.num_relation_heads if objective == "minilmv2" else None
+        return MiniLMDistiller(teacher, student, objective=objective, num_relation_heads=heads)
+
+    distiller = make_distiller(FLAGS.objective)
     if not distiller.student_variables:
         # E.g. a student built from a teacher already frozen by another
         # distiller inherits `trainable=False`; (a) would then time no backward.
@@ -247,20 +258,24 @@ def build_models(precision: str, jit: bool):
     distiller.compile(
         optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
         jit_compile=jit)
-    return teacher, student, distiller
+    compared = None
+    if FLAGS.compare_objective:
+        compared = make_distiller(FLAGS.compare_objective)
+        compared.compile(
+            optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
+            jit_compile=jit)
+    return teacher, student, distiller, compared
 
 
 # --------------------------------------------------------------------------- the three measurements
 
 
-def make_runners(distiller, batch: dict, jit: bool) -> dict:
-    """name -> (callable running one step and waiting for it, warm-up callable)."""
-    import keras
+def _step_runner(distiller, batch: dict, losses: list) -> tuple:
+    """(run one compiled training step of `distiller`, warm up with n steps of `fit`)."""
     import tensorflow as tf
 
     dataset = tf.data.Dataset.from_tensors(batch).repeat()
     iterator = iter(dataset)
-    losses = []
 
     def warm_step(n):
         # `fit` builds the model and optimizer and compiles `train_function`
@@ -271,6 +286,16 @@ def make_runners(distiller, batch: dict, jit: bool) -> dict:
     def run_step():
         logs = distiller.train_function(iterator)
         losses.append(float(logs["loss"]))
+
+    return run_step, warm_step
+
+
+def make_runners(distiller, batch: dict, jit: bool, compared=None) -> dict:
+    """name -> (callable running one step and waiting for it, warm-up callable)."""
+    import keras
+    import tensorflow as tf
+
+    losses = []
 
     inputs = {k: tf.constant(v) for k, v in batch.items()}
     teacher_fn = tf.function(lambda x: distiller.teacher_relations(x, training=False),
@@ -298,12 +323,15 @@ def make_runners(distiller, batch: dict, jit: bool) -> dict:
     def run_student():
         student_fn(inputs).numpy()
 
-    return {
-        "step": (run_step, warm_step),
+    runners = {
+        "step": _step_runner(distiller, batch, losses),
         "teacher": (run_teacher, None),
         "student": (run_student, None),
         "_losses": losses,
     }
+    if compared is not None:
+        runners["compared"] = _step_runner(compared, batch, [])
+    return runners
 
 
 def step_matmul_flops(distiller, batch: int, seq: int) -> int:
@@ -369,17 +397,18 @@ def measure_precision(precision: str) -> dict:
     jit = resolve_jit_compile(FLAGS.jit_compile)
     load_start = load_average()
     t0 = time.perf_counter()
-    teacher, student, distiller = build_models(precision, jit)
+    teacher, student, distiller, compared = build_models(precision, jit)
+    phases = PHASES + (("compared",) if compared is not None else ())
     build_s = time.perf_counter() - t0
     batch = make_batch(FLAGS.batch_size, FLAGS.seq_len, teacher.backbone.vocabulary_size,
                        FLAGS.padding_fraction, FLAGS.seed)
     tokens = int(batch["padding_mask"].size)
     real_tokens = int(batch["padding_mask"].sum())
-    runners = make_runners(distiller, batch, jit)
+    runners = make_runners(distiller, batch, jit, compared)
 
     first_call_s, phase_peak = {}, {}
     warmup = max(1, FLAGS.warmup_steps)
-    for name in PHASES:
+    for name in phases:
         run, warm = runners[name]
         t = time.perf_counter()
         if warm is not None:
@@ -394,10 +423,10 @@ def measure_precision(precision: str) -> dict:
         run()
         phase_peak[name] = round(_status_mb("VmHWM"), 1) if reset_ok else None
 
-    times = {name: [] for name in PHASES}
-    cpu = {name: [] for name in PHASES}
+    times = {name: [] for name in phases}
+    cpu = {name: [] for name in phases}
     for _ in range(FLAGS.steps):
-        for name in PHASES:
+        for name in phases:
             run = runners[name][0]
             c, t = time.process_time(), time.perf_counter()
             run()
@@ -414,11 +443,19 @@ def measure_precision(precision: str) -> dict:
         "student_params": count_params(student.backbone),
         "teacher_params": count_params(teacher.backbone),
     }
-    for name in PHASES:
+    for name in phases:
         result[name] = _stats(times[name], cpu[name], tokens, real_tokens)
     a, b, c = (result[name]["median_ms"] for name in PHASES)
     result["overhead_ratio"] = round(a / (b + c), 4)
     result["overhead_ms"] = round(a - (b + c), 3)
+    cpu_a, cpu_b, cpu_c = (result[name]["cpu_median_ms"] for name in PHASES)
+    result["overhead_ratio_cpu"] = round(cpu_a / max(cpu_b + cpu_c, 1e-9), 4)
+    if compared is not None:
+        # Tokens/s of (a2) as a share of (a)'s, from the interleaved medians.
+        result["compared"].update(
+            objective=FLAGS.compare_objective,
+            tokens_per_s_ratio=round(a / result["compared"]["median_ms"], 4),
+            tokens_per_s_ratio_cpu=round(cpu_a / max(result["compared"]["cpu_median_ms"], 1e-9), 4))
     flops = step_matmul_flops(distiller, FLAGS.batch_size, FLAGS.seq_len)
     relations = distiller.student_relations
     tokens_dim = (FLAGS.batch_size * FLAGS.seq_len, relations.hidden_dim,
@@ -442,7 +479,7 @@ def measure_precision(precision: str) -> dict:
     if FLAGS.profile_steps > 0:
         result["profile"] = profile_step(distiller, runners["step"][0], precision, jit)
     result["load_average_end"] = load_average()
-    del runners, distiller, student, teacher
+    del runners, distiller, compared, student, teacher
     return result
 
 
@@ -589,14 +626,20 @@ def format_table(report: dict) -> str:
         f"{'tokens/s':>10} {'cpu ms':>9}",
     ]
     for r in report["results"]:
-        for name in PHASES:
+        for name in (n for n in PHASE_TITLES if n in r):
             s = r[name]
             lines.append(f"{r['precision']:<15} {PHASE_TITLES[name]:<24} {s['median_ms']:>10.1f} "
                          f"{s['min_ms']:>9.1f} {s['max_ms']:>9.1f} {s['tokens_per_s']:>10.0f} "
                          f"{s['cpu_median_ms']:>9.1f}")
         lines.append(f"{r['precision']:<15} overhead a/(b+c) = {r['overhead_ratio']:.3f} "
-                     f"({r['overhead_ms']:+.1f} ms); peak RSS {r['memory']['peak_rss_mb']:.0f} MB; "
+                     f"({r['overhead_ms']:+.1f} ms; by CPU time {r['overhead_ratio_cpu']:.3f}); "
+                     f"peak RSS {r['memory']['peak_rss_mb']:.0f} MB; "
                      f"loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}")
+        if "compared" in r:
+            other = r["compared"]
+            lines.append(f"{'':<15} (a2) {other['objective']} runs at "
+                         f"{100 * other['tokens_per_s_ratio']:.1f}% of (a)'s tokens/s "
+                         f"({100 * other['tokens_per_s_ratio_cpu']:.1f}% by CPU time)")
         mm = r["matmuls"]
         lines.append(f"{'':<15} jit={r['jit_compile']}; matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
                      f"= {mm['achieved_gflops']:.0f} GFLOP/s, {100 * mm['fraction_of_peak']:.0f}% "
