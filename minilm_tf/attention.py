@@ -110,7 +110,7 @@ def compute_attention(
     query = ops.multiply(query, ops.cast(self._inverse_sqrt_key_dim, query.dtype))
     scores = ops.einsum(_QUERY_FIRST, query, key)
     if tuple(np.atleast_1d(self._softmax.axis)) in ((3,), (-1,)):
-        for _ in range(attention_mask is not None and 4 - len(attention_mask.shape)):
+        while attention_mask is not None and len(attention_mask.shape) < 4:
             attention_mask = tf.expand_dims(attention_mask, -3)  # [B, T, S] -> [B, 1, T, S]
         scores = masked_softmax(scores, attention_mask)
     else:

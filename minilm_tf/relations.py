@@ -218,7 +218,8 @@ def _relation_loss_and_gradients(
             grad_logits += tf.transpose(grad_logits, [0, 1, 3, 2])
             return loss, _merge_heads(tf.matmul(grad_logits, s_a))
         grad_a = tf.matmul(grad_logits, s_b)
-        grad_b = tf.matmul(grad_logits, s_a, transpose_a=True)
+        # (a^T G)^T: XLA's CPU dot is 1.5-2.4x slower reading G transposed.
+        grad_b = tf.linalg.matrix_transpose(tf.matmul(s_a, grad_logits, transpose_a=True))
         return loss, _merge_heads(grad_a), _merge_heads(grad_b)
 
     def chunks(x):
