@@ -19,16 +19,12 @@ import keras
 from minilm_tf import activations, attention
 
 
-def _layers(model: keras.Layer) -> list:
-    return list(model._flatten_layers(include_self=True, recursive=True))
-
-
 @contextlib.contextmanager
 def fast_paths(model: keras.Layer):
     """Within the block, `model`'s layers use the faster paths (see module doc)."""
     undo = []
     try:
-        for layer in _layers(model):
+        for layer in list(model._flatten_layers(include_self=True, recursive=True)):
             if (isinstance(layer, keras.layers.MultiHeadAttention)
                     and "_compute_attention" not in vars(layer)):
                 object.__setattr__(layer, "_compute_attention",

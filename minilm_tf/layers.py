@@ -93,9 +93,9 @@ class SelfAttentionRelations(keras.layers.Layer):
     """Queries, keys, values and attention of one encoder layer.
 
     Given the backbone's usual input dict, computes the chosen layer's input
-    hidden states (running only the layers below it), applies that layer's
-    attention pre-normalisation when it has one, then its own query/key/value
-    projections.
+    hidden states (running only the layers below it, with
+    `minilm_tf.fast_paths`), applies that layer's attention pre-normalisation
+    when it has one, then its own query/key/value projections.
 
     Args:
         backbone: a keras-hub encoder backbone.

@@ -191,10 +191,11 @@ def _relation_loss_and_gradients(
     `teacher_b`/`student_b` None means a self-relation (b = a, as in the
     value relation and MiniLMv2's Q-Q, K-K, V-V): one gradient, wrt `student_a`.
     Runs over chunks of at most `chunk_entries` logits (`_chunk_plan`,
-    `tf.map_fn`); no [B, R, T, T] tensor is kept. For one example with weights w_i = mask_i / (R * real rows), the
-    loss is sum_r,i w_i KL(p_ri || q_ri) and its gradient wrt the student
-    logits is G = w_i (q_ri - p_ri), pushed through the scaled `a b^T`:
-    G b and G^T a, or (G + G^T) a for a self-relation.
+    `tf.map_fn`); no [B, R, T, T] tensor is kept. For one example with
+    weights w_i = mask_i / (R * real rows), the loss is
+    sum_r,i w_i KL(p_ri || q_ri) and its gradient wrt the student logits is
+    G = w_i (q_ri - p_ri), pushed through the scaled `a b^T`: G b and G^T a,
+    or (G + G^T) a for a self-relation.
     """
     symmetric = student_b is None
     groups, chunk = _chunk_plan(teacher_a.shape[0], num_heads, teacher_a.shape[1], chunk_entries)
@@ -254,9 +255,8 @@ def relation_loss(
 
     The loss and its gradients wrt the student's inputs are computed together,
     chunk by chunk of examples and groups of heads, in one XLA-compiled
-    function, so the
-    [B, R, T, T] relations are never stored for the backward pass and each
-    chunk's softmaxes stay in cache (docs/performance.md).
+    function, so the [B, R, T, T] relations are never stored for the backward
+    pass and each chunk's softmaxes stay in cache (docs/performance.md).
     """
     for x in (teacher_a, student_a):
         _check_divisible(x.shape[-1], num_heads)
