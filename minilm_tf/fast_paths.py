@@ -45,3 +45,19 @@ def fast_paths(model: keras.Layer):
     finally:
         for restore in reversed(undo):
             restore()
+
+
+def trace_steps_with_fast_paths(model: keras.Model) -> keras.Model:
+    """Makes `model`'s train, test and predict steps trace under `fast_paths`.
+
+    For Keras models trained with `fit` (fine-tuning): only the tracing of a
+    step sees the faster paths; callbacks, saving and exports see the layers
+    as they are. Returns `model`.
+    """
+    for name in ("train_step", "test_step", "predict_step"):
+        def traced(data, step=getattr(model, name)):
+            with fast_paths(model):
+                return step(data)
+
+        object.__setattr__(model, name, traced)
+    return model

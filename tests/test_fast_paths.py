@@ -103,3 +103,26 @@ def test_relation_layer_traces_the_layers_below_with_fast_paths(spies):
     # Saved configs are untouched: the activation is still keras-hub's.
     config = keras.saving.serialize_keras_object(backbone)
     assert "fused" not in str(config)
+
+
+def test_fine_tuning_steps_trace_with_fast_paths(spies):
+    from minilm_tf.tasks import finetune
+
+    backbone = tiny_bert(num_layers=2)
+    model = finetune.build_task_model(backbone, 2)
+    finetune.compile_task_model(model, "classification", keras.optimizers.Adam(1e-3),
+                                jit_compile=False)
+    batch = random_batch()
+    labels = np.array([0, 1, 1, 0], "int32")
+    before = _state(model)
+    model.fit(batch, labels, batch_size=4, epochs=1, verbose=0)
+    assert spies["attention"] >= 2 and spies["gelu"] >= 2 and spies["dropout"] > 0
+    assert _state(model) == before
+    # predict_step traces with the fast paths; a plain call uses Keras' own.
+    traced_before = spies["attention"]
+    predicted = model.predict(batch, verbose=0)
+    traced = spies["attention"]
+    assert traced > traced_before
+    eager = model(batch, training=False).numpy()
+    assert spies["attention"] == traced
+    np.testing.assert_allclose(predicted, eager, rtol=1e-5, atol=1e-5)

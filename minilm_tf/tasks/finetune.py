@@ -65,6 +65,7 @@ import numpy as np
 
 from minilm_tf import fileio
 from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
+from minilm_tf.fast_paths import trace_steps_with_fast_paths
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data as cdata
@@ -282,7 +283,9 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float =
 
 def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
     """Loss and metric for the task kind. `jit_compile`: XLA-compile the
-    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines)."""
+    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines).
+    The steps trace with `minilm_tf.fast_paths`."""
+    trace_steps_with_fast_paths(model)
     if kind == cdata.REGRESSION:
         model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")],

@@ -14,6 +14,8 @@ from typing import Mapping
 import keras
 import numpy as np
 
+from minilm_tf.fast_paths import trace_steps_with_fast_paths
+
 __all__ = [
     "INPUT_NAMES",
     "SpanLogits",
@@ -101,9 +103,11 @@ def compile_qa_model(model: keras.Model, optimizer="adam", **kwargs) -> keras.Mo
     """Compiles with loss = (CE(start) + CE(end)) / 2 over the output dict.
 
     Labels are ``{"start_logits": start_positions, "end_logits":
-    end_positions}`` (see :func:`make_qa_dataset`).
+    end_positions}`` (see :func:`make_qa_dataset`). The steps trace with
+    `minilm_tf.fast_paths`.
     """
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    trace_steps_with_fast_paths(model)
     model.compile(
         optimizer=optimizer,
         loss={"start_logits": ce, "end_logits": ce},
