@@ -44,10 +44,7 @@ def _xla(fn):
     return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
 
 
-@_xla
-def _gelu_exact_forward(x):
-    y = tf.cast(x, tf.float32)
-    return tf.cast(0.5 * y * (1.0 + tf.math.erf(y * _SQRT_HALF)), x.dtype)
+_gelu_exact_forward = _xla(gelu_exact)
 
 
 @_xla

@@ -200,17 +200,15 @@ def _relation_loss_and_gradients(
     symmetric = student_b is None
     groups, chunk = _chunk_plan(teacher_a.shape[0], num_heads, teacher_a.shape[1], chunk_entries)
     heads = num_heads // groups
-    scale_t = 1.0 / math.sqrt(teacher_a.shape[-1] // num_heads)
     scale_s = 1.0 / math.sqrt(student_a.shape[-1] // num_heads)
 
     def one_chunk(args):
         m = args[-1]  # [c, T]
-        t_a, s_a = split_heads(args[0], heads), split_heads(args[1], heads)
-        t_b, s_b = (t_a, s_a) if symmetric else (split_heads(x, heads) for x in args[2:4])
-        bias = ((1.0 - m) * _MASK_VALUE)[:, tf.newaxis, tf.newaxis, :]
-        teacher = tf.matmul(t_a * scale_t, t_b, transpose_b=True) + bias
-        student = tf.matmul(s_a * scale_s, s_b, transpose_b=True) + bias
-        kl, q_minus_p = _kl_and_logit_gradient(teacher, student)
+        t_a, s_a = args[0], args[1]
+        t_b, s_b = (t_a, s_a) if symmetric else args[2:4]
+        kl, q_minus_p = _kl_and_logit_gradient(relation_logits(t_a, t_b, heads, m),
+                                               relation_logits(s_a, s_b, heads, m))
+        s_a, s_b = split_heads(s_a, heads), split_heads(s_b, heads)  # for the gradients
         weights = tf.math.divide_no_nan(m, tf.reduce_sum(m, -1, keepdims=True) * num_heads)
         weights = weights[:, tf.newaxis, :]  # [c, 1, T] over rows
         loss = tf.reduce_sum(kl * weights, axis=[1, 2])
