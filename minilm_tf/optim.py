@@ -1,6 +1,7 @@
 """Optimizers and learning-rate schedules used by the recipes."""
 
 import keras
+import tensorflow as tf
 
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
@@ -38,6 +39,62 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
+@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+def _adamw_update(variable, m, v, gradient, lr, step, beta_1, beta_2, epsilon, decay):
+    """Keras' AdamW update of one variable, weight decay first, as one XLA kernel."""
+    gradient = tf.cast(gradient, variable.dtype)
+    alpha = lr * tf.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
+    new_m = m + (gradient - m) * (1.0 - beta_1)
+    new_v = v + (tf.square(gradient) - v) * (1.0 - beta_2)
+    decayed = variable - variable * (decay * lr)
+    m.assign(new_m)
+    v.assign(new_v)
+    variable.assign(decayed - new_m * alpha / (tf.sqrt(new_v) + epsilon))
+
+
+@keras.saving.register_keras_serializable(package="minilm_tf")
+class FusedAdamW(keras.optimizers.AdamW):
+    """`keras.optimizers.AdamW` with each variable's update one XLA kernel.
+
+    Same arguments, variables and results as AdamW (tested against it). Keras'
+    TensorFlow AdamW is about fifteen separate kernels per variable, each a
+    full pass over the variable, its moments or its gradient (plus one more
+    pass for the weight decay); in a step that is not XLA-compiled as a whole
+    (bfloat16 on CPU, docs/performance.md) that was ~60 ms of a distillation
+    step. Falls back to AdamW's own code for `amsgrad` and other backends.
+    """
+
+    def _fused(self) -> bool:
+        return keras.backend.backend() == "tensorflow" and not self.amsgrad
+
+    def _apply_weight_decay(self, variables):
+        if not self._fused():
+            super()._apply_weight_decay(variables)
+        # Otherwise folded into `update_step`.
+
+    def update_step(self, gradient, variable, learning_rate):
+        if not self._fused():
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        decay = self.weight_decay if self.weight_decay and self._use_weight_decay(variable) else 0.0
+        if isinstance(gradient, tf.IndexedSlices):
+            gradient = tf.convert_to_tensor(gradient)
+        dtype = variable.dtype
+        _adamw_update(
+            _tf_variable(variable), _tf_variable(self._momentums[index]),
+            _tf_variable(self._velocities[index]), gradient, keras.ops.cast(learning_rate, dtype),
+            keras.ops.cast(self.iterations + 1, dtype), tf.constant(self.beta_1, dtype), tf.constant(self.beta_2, dtype),
+            tf.constant(self.epsilon, dtype), tf.constant(decay, dtype))
+
+
+def _tf_variable(variable):
+    """The `tf.Variable` to update: inside `strategy.extended.update`, a
+    mirrored variable's copy on the device being updated."""
+    variable = variable.value if isinstance(variable, keras.Variable) else variable
+    local = getattr(variable, "_get_on_device_or_primary", None)
+    return local() if local is not None else variable
+
+
 def make_adamw(
     learning_rate: float,
     total_steps: int,
@@ -48,8 +105,8 @@ def make_adamw(
     epsilon: float = 1e-6,
     clipnorm: float | None = None,
 ) -> keras.optimizers.AdamW:
-    """AdamW with warm-up + linear decay; LayerNorm and bias exempt from decay."""
-    optimizer = keras.optimizers.AdamW(
+    """`FusedAdamW` with warm-up + linear decay; LayerNorm and bias exempt from decay."""
+    optimizer = FusedAdamW(
         learning_rate=WarmupLinearDecay(learning_rate, warmup_steps, total_steps),
         weight_decay=weight_decay,
         beta_1=beta_1,

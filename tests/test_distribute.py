@@ -27,9 +27,11 @@ def _weights(path):
     return data, [data[f"w{i}"] for i in range(len([k for k in data if k.startswith("w")]))]
 
 
-def test_mirrored_over_two_cpus_matches_one_device(tmp_path):
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_mirrored_over_two_cpus_matches_one_device(tmp_path, optimizer):
+    # adamw: the fused AdamW of `tools/distill.py` updates each replica's copy.
     one, two = str(tmp_path / "one.npz"), str(tmp_path / "two.npz")
-    procs = [_run(["default", one]), _run(["mirrored", two, "2"])]
+    procs = [_run(["default", one, "1", optimizer]), _run(["mirrored", two, "2", optimizer])]
     assert [p.wait(timeout=600) for p in procs] == [0, 0]
     (d1, w1), (d2, w2) = _weights(one), _weights(two)
     assert int(d2["replicas"]) == 2 and int(d1["replicas"]) == 1
@@ -69,7 +71,7 @@ def test_multi_worker_two_processes_end_identical(tmp_path):
         tf_config = {"cluster": {"worker": workers}, "task": {"type": "worker", "index": index}}
         procs.append(
             _run(
-                ["multi_worker", str(tmp_path / f"w{index}.npz")],
+                ["multi_worker", str(tmp_path / f"w{index}.npz"), "1", "adamw"],
                 env={"TF_CONFIG": json.dumps(tf_config)},
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             )
@@ -86,7 +88,7 @@ def test_multi_worker_two_processes_end_identical(tmp_path):
     for a, b in zip(w0, w1):
         np.testing.assert_array_equal(a, b)
     single = str(tmp_path / "single.npz")
-    assert _run(["default", single]).wait(timeout=600) == 0
+    assert _run(["default", single, "1", "adamw"]).wait(timeout=600) == 0
     np.testing.assert_allclose(d0["loss"], _weights(single)[0]["loss"], rtol=1e-5)
 
 

@@ -10,13 +10,14 @@ random batch (token ids drawn uniformly, segment ids 0, padding mask per
 `--padding_fraction`):
 
   (a) step     the full distillation step users get: `MiniLMDistiller` compiled
-               with AdamW, warmed up through `fit`, then timed through Keras'
+               with `minilm_tf.optim.make_adamw` (the fused AdamW of
+               tools/distill.py, constant rate), warmed up through `fit`, then timed through Keras'
                own compiled `train_function` on a repeated in-memory batch;
   (b) teacher  the teacher forward up to its distillation layer alone
                (`distiller.teacher_relations` in a `tf.function`);
   (c) student  a student training step with a trivial loss and no teacher: the
                mean square of the student relation layer's queries, keys and
-               values, AdamW on the same variables as (a);
+               values, the same optimizer on the same variables as (a);
 
 and the distillation overhead ratio (a) / ((b) + (c)) from the medians (and
 from the CPU-time medians): 1.0 would mean the relation losses, their
@@ -228,6 +229,14 @@ def make_batch(batch: int, seq_len: int, vocab: int, padding_fraction: float, se
     return {"token_ids": ids, "segment_ids": np.zeros_like(ids), "padding_mask": mask}
 
 
+def make_optimizer():
+    """What tools/distill.py trains with, at a constant learning rate."""
+    from minilm_tf.optim import make_adamw
+
+    return make_adamw(FLAGS.learning_rate, total_steps=10**9, warmup_steps=0,
+                      weight_decay=FLAGS.weight_decay)
+
+
 def build_models(precision: str, jit: bool):
     import keras
 
@@ -256,14 +265,11 @@ def build_models(precision: str, jit: bool):
         # distiller inherits `trainable=False`; (a) would then time no backward.
         raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(
-        optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
-        jit_compile=jit)
+        optimizer=make_optimizer(), jit_compile=jit)
     compared = None
     if FLAGS.compare_objective:
         compared = make_distiller(FLAGS.compare_objective)
-        compared.compile(
-            optimizer=keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay),
-            jit_compile=jit)
+        compared.compile(optimizer=make_optimizer(), jit_compile=jit)
     return teacher, student, distiller, compared
 
 
@@ -292,7 +298,6 @@ def _step_runner(distiller, batch: dict, losses: list) -> tuple:
 
 def make_runners(distiller, batch: dict, jit: bool, compared=None) -> dict:
     """name -> (callable running one step and waiting for it, warm-up callable)."""
-    import keras
     import tensorflow as tf
 
     losses = []
@@ -306,7 +311,7 @@ def make_runners(distiller, batch: dict, jit: bool, compared=None) -> dict:
         out["queries"][0, 0, 0, 0].numpy()
 
     variables = distiller.student_variables
-    optimizer = keras.optimizers.AdamW(FLAGS.learning_rate, weight_decay=FLAGS.weight_decay)
+    optimizer = make_optimizer()
     optimizer.build(variables)
 
     def student_step(x):
@@ -509,7 +514,7 @@ def _relation_scopes(nodes, below_names: dict) -> dict:
 def _categorize(name: str, scopes: dict) -> str:
     if "gradient_tape/" in name:
         return "backward"
-    if re.search(r"(^|/)adam_?w(_\d+)?/", name, re.I):
+    if re.search(r"(^|/)(fused_)?adam_?w(_\d+)?/", name, re.I):
         return "optimizer"
     for part, scope in scopes.items():
         if f"/{scope}/" in name or name.startswith(scope + "/"):

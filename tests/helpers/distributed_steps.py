@@ -2,8 +2,10 @@
 
 Used by tests/test_distribute.py in subprocesses (device setup must happen
 before TensorFlow initialises). Usage:
-    python distributed_steps.py STRATEGY OUT.npz [NUM_LOGICAL_CPUS]
+    python distributed_steps.py STRATEGY OUT.npz [NUM_LOGICAL_CPUS [OPTIMIZER]]
 STRATEGY: default | mirrored | multi_worker (cluster from TF_CONFIG).
+OPTIMIZER: sgd (default) | adamw (`minilm_tf.optim.make_adamw`, the fused
+AdamW that `tools/distill.py` uses).
 """
 
 import os
@@ -16,6 +18,7 @@ import tensorflow as tf  # noqa: E402
 
 strategy_name, out_path = sys.argv[1], sys.argv[2]
 num_cpus = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+optimizer_name = sys.argv[4] if len(sys.argv) > 4 else "sgd"
 if num_cpus > 1:
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(
@@ -27,6 +30,7 @@ import keras_hub  # noqa: E402
 
 from minilm_tf import MiniLMDistiller  # noqa: E402
 from minilm_tf.distribute import make_strategy  # noqa: E402
+from minilm_tf.optim import make_adamw  # noqa: E402
 
 GLOBAL_BATCH, LENGTH, STEPS = 8, 16, 3
 
@@ -58,7 +62,11 @@ with strategy.scope():
     teacher = backbone(2, 32, 1, "teacher")
     student = backbone(2, 16, 2, "student")
     distiller = MiniLMDistiller(teacher, student, objective="minilm")
-    distiller.compile(optimizer=keras.optimizers.SGD(0.5))
+    if optimizer_name == "adamw":
+        optimizer = make_adamw(1e-2, total_steps=10**9, warmup_steps=0)
+    else:
+        optimizer = keras.optimizers.SGD(0.5)
+    distiller.compile(optimizer=optimizer)
 history = distiller.fit(dataset, epochs=1, verbose=0)
 np.savez(
     out_path,
