@@ -4,8 +4,10 @@
 `tf.function`, Keras' `train_step`): inside it, the model's
 `MultiHeadAttention` layers use `attention.compute_attention` (query-first
 scores, fused masked softmax), its `Dropout` layers `attention.dropout16`
-(16-bit random numbers) and its dense layers with a GELU activation the
-XLA-fused equivalent from `activations.fused`. The traced graph keeps them;
+(16-bit random numbers), its `LayerNormalization` layers
+`normalization.layer_norm_call` (XLA-fused forward and gradient) and its
+dense layers with a GELU activation the XLA-fused equivalent from
+`activations.fused`. The traced graph keeps them;
 when the block exits the layers are exactly as before, so nothing is saved
 with the model or changed for other code using it. Measured effect in
 docs/performance.md.
@@ -16,7 +18,7 @@ import types
 
 import keras
 
-from minilm_tf import activations, attention
+from minilm_tf import activations, attention, normalization
 
 
 @contextlib.contextmanager
@@ -34,6 +36,10 @@ def fast_paths(model: keras.Layer):
                     and type(layer).call is keras.layers.Dropout.call
                     and "call" not in vars(layer)):
                 object.__setattr__(layer, "call", types.MethodType(attention.dropout16, layer))
+                undo.append(lambda layer=layer: object.__delattr__(layer, "call"))
+            if normalization.fusable(layer) and "call" not in vars(layer):
+                object.__setattr__(layer, "call",
+                                   types.MethodType(normalization.layer_norm_call, layer))
                 undo.append(lambda layer=layer: object.__delattr__(layer, "call"))
             fused = activations.fused(getattr(layer, "activation", None))
             if fused is not None:

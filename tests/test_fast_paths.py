@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import random_batch, tiny_bert
-from minilm_tf import activations, attention
+from minilm_tf import activations, attention, normalization
 from minilm_tf.fast_paths import fast_paths
 from minilm_tf.layers import SelfAttentionRelations
 
@@ -20,9 +20,14 @@ def _state(model):
 
 @pytest.fixture
 def spies(monkeypatch):
-    calls = {"attention": 0, "gelu": 0, "dropout": 0}
+    calls = {"attention": 0, "gelu": 0, "dropout": 0, "layer_norm": 0}
     real_attention, real_gelu = attention.compute_attention, activations._gelu_tanh_forward
     real_dropout = attention.dropout16
+    real_layer_norm = normalization._forward
+
+    def counted_layer_norm(*args, **kwargs):
+        calls["layer_norm"] += 1
+        return real_layer_norm(*args, **kwargs)
 
     def counted_dropout(*args, **kwargs):
         calls["dropout"] += 1
@@ -39,6 +44,7 @@ def spies(monkeypatch):
     monkeypatch.setattr(attention, "compute_attention", counted_attention)
     monkeypatch.setattr(activations, "_gelu_tanh_forward", counted_gelu)
     monkeypatch.setattr(attention, "dropout16", counted_dropout)
+    monkeypatch.setattr(normalization, "_forward", counted_layer_norm)
     return calls
 
 
@@ -67,6 +73,7 @@ def test_same_outputs_and_gradients_as_keras(spies, exact_gelu):
     assert _state(backbone) == before
     assert spies["attention"] == 2
     assert spies["gelu"] == (0 if exact_gelu else 2)
+    assert spies["layer_norm"] == 5  # embeddings + two per layer
     np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
     assert sum(w is not None for w in want_grads) > 10
     for g, w in zip(got_grads, want_grads):
