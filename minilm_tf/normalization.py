@@ -34,7 +34,7 @@ def _forward(x, gamma, beta, epsilon, dtype):
 
 @_xla
 def _backward(x, gamma, epsilon, upstream):
-    shape, depth = tf.shape(x), x.shape[-1]
+    shape, depth = tf.shape(x), tf.shape(x)[-1]  # reduce_retracing may hide static sizes
     normalized, inv = _normalized(tf.reshape(x, [-1, depth]), epsilon)
     upstream = tf.cast(tf.reshape(upstream, [-1, depth]), tf.float32)
     # Column sums as [1, rows] @ [rows, D]: faster than XLA's CPU reduction.

@@ -145,4 +145,4 @@ def test_evaluate_on_a_finite_dataset_averages_its_batches(jit_compile):
                     for b in batches])
     got = distiller.evaluate(dataset, return_dict=True, verbose=0)
     assert float(distiller.loss_tracker.count) == 6
-    np.testing.assert_allclose(got["loss"], want, rtol=1e-5)
+    np.testing.assert_allclose(got["loss"], want, rtol=1e-4)  # float32 summation order; the bug was 1/6 off

@@ -71,3 +71,20 @@ def test_other_axes_and_layers_fall_back():
     no_center.build((None, 8))
     assert not fusable(no_center)
     assert not fusable(keras.layers.Dense(3))
+
+
+def test_gradients_after_retracing_for_new_shapes():
+    # The XLA functions retrace with relaxed (unknown) sizes after a few shapes.
+    gamma, beta = tf.ones([8]), tf.zeros([8])
+    for i, shape in enumerate([(2, 3, 8), (4, 5, 8), (1, 7, 8), (3, 2, 8)]):
+        x = tf.random.stateless_normal(shape, [i, 0])
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(fused_layer_norm(x, gamma, beta, 1e-5) * x)
+        d_x = tape.gradient(loss, x)
+        want = _numpy_layer_norm_and_gradients(x.numpy().astype("float64"), 1.0, 0.0, 1e-5,
+                                               x.numpy().astype("float64"))[1]
+        # d/dx sum(LN(x) * x) = LN'(x)^T x + LN(x)
+        want = want + _numpy_layer_norm_and_gradients(x.numpy().astype("float64"), 1.0, 0.0,
+                                                      1e-5, x.numpy())[0]
+        np.testing.assert_allclose(d_x.numpy(), want, rtol=1e-4, atol=1e-4)
