@@ -60,12 +60,18 @@ class FusedAdamW(keras.optimizers.AdamW):
     TensorFlow AdamW is about fifteen separate kernels per variable, each a
     full pass over the variable, its moments or its gradient (plus one more
     pass for the weight decay); in a step that is not XLA-compiled as a whole
-    (bfloat16 on CPU, docs/performance.md) that was ~60 ms of a distillation
-    step. Falls back to AdamW's own code for `amsgrad` and other backends.
+    (oneDNN CPUs, docs/performance.md) that was ~60 ms of a distillation step.
+
+    A sparse gradient (an embedding's) that lists a row more than once is
+    summed first, so the second moment takes the row's total gradient as
+    Adam's definition does; Keras' TensorFlow AdamW squares each occurrence.
+    Falls back to AdamW's own code for `amsgrad`, under `TPUStrategy` (whose
+    steps XLA compiles whole anyway) and on other backends.
     """
 
     def _fused(self) -> bool:
-        return keras.backend.backend() == "tensorflow" and not self.amsgrad
+        return (keras.backend.backend() == "tensorflow" and not self.amsgrad
+                and not isinstance(tf.distribute.get_strategy(), tf.distribute.TPUStrategy))
 
     def _apply_weight_decay(self, variables):
         if not self._fused():
@@ -81,10 +87,14 @@ class FusedAdamW(keras.optimizers.AdamW):
             gradient = tf.convert_to_tensor(gradient)
         dtype = variable.dtype
         _adamw_update(
-            _tf_variable(variable), _tf_variable(self._momentums[index]),
-            _tf_variable(self._velocities[index]), gradient, keras.ops.cast(learning_rate, dtype),
-            keras.ops.cast(self.iterations + 1, dtype), tf.constant(self.beta_1, dtype), tf.constant(self.beta_2, dtype),
-            tf.constant(self.epsilon, dtype), tf.constant(decay, dtype))
+            _tf_variable(variable),
+            _tf_variable(self._momentums[index]),
+            _tf_variable(self._velocities[index]),
+            gradient,
+            keras.ops.cast(learning_rate, dtype),
+            keras.ops.cast(self.iterations + 1, dtype),
+            *(tf.constant(c, dtype) for c in (self.beta_1, self.beta_2, self.epsilon, decay)),
+        )
 
 
 def _tf_variable(variable):

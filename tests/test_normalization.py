@@ -25,7 +25,8 @@ def _numpy_layer_norm_and_gradients(x, gamma, beta, epsilon, upstream):
 def test_values_and_gradients_against_numpy(dtype):
     rng = np.random.default_rng(0)
     x = (rng.standard_normal((3, 5, 16)) * 4 + 2).astype("float32")
-    gamma, beta = rng.standard_normal(16).astype("float32"), rng.standard_normal(16).astype("float32")
+    gamma = rng.standard_normal(16).astype("float32")
+    beta = rng.standard_normal(16).astype("float32")
     upstream = rng.standard_normal((3, 5, 16)).astype("float32")
     x_in = tf.cast(x, dtype)
     x64 = tf.cast(x_in, tf.float64).numpy()  # what the function sees
