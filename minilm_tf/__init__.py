@@ -13,3 +13,4 @@ from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
 __version__ = "0.1.0"
 from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.student import build_student, count_params
+from minilm_tf.optim import FusedAdamW, make_adamw

@@ -53,7 +53,7 @@ class MiniLMDistiller(keras.Model):
     teacher = minilm_tf.load_teacher("all-minilm-l6-v2")
     student = minilm_tf.build_student(teacher, num_layers=3, hidden_dim=384, num_heads=12)
     distiller = minilm_tf.MiniLMDistiller(teacher, student, objective="minilm")
-    distiller.compile(optimizer=keras.optimizers.AdamW(1e-4))
+    distiller.compile(optimizer=minilm_tf.FusedAdamW(1e-4))  # or keras.optimizers.AdamW
     distiller.fit(dataset, epochs=1)
     ```
     """
