@@ -7,10 +7,9 @@ scores, fused masked softmax), its `Dropout` layers `attention.dropout16`
 (16-bit random numbers), its `LayerNormalization` layers
 `normalization.layer_norm_call` (XLA-fused forward and gradient) and its
 dense layers with a GELU activation the XLA-fused equivalent from
-`activations.fused`. The traced graph keeps them;
-when the block exits the layers are exactly as before, so nothing is saved
-with the model or changed for other code using it. Measured effect in
-docs/performance.md.
+`activations.fused`. The traced graph keeps them; when the block exits the
+layers are exactly as before, so nothing is saved with the model or changed
+for other code using it. Measured effect in docs/performance.md.
 """
 
 import contextlib

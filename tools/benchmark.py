@@ -11,8 +11,9 @@ random batch (token ids drawn uniformly, segment ids 0, padding mask per
 
   (a) step     the full distillation step users get: `MiniLMDistiller` compiled
                with `minilm_tf.optim.make_adamw` (the fused AdamW of
-               tools/distill.py, constant rate), warmed up through `fit`, then timed through Keras'
-               own compiled `train_function` on a repeated in-memory batch;
+               tools/distill.py, constant rate), warmed up through `fit`, then
+               timed through Keras' own compiled `train_function` on a
+               repeated in-memory batch;
   (b) teacher  the teacher forward up to its distillation layer alone
                (`distiller.teacher_relations` in a `tf.function`);
   (c) student  a student training step with a trivial loss and no teacher: the
