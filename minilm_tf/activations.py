@@ -12,6 +12,8 @@ true value (one rounding at the end).
 import keras
 import tensorflow as tf
 
+from minilm_tf.xla import kernel
+
 _SQRT_HALF = 0.7071067811865476
 
 
@@ -40,28 +42,24 @@ _TANH_SCALE = 0.7978845608028654  # sqrt(2 / pi)
 _TANH_CUBIC = 0.044715
 
 
-def _xla(fn):
-    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+_gelu_exact_forward = kernel(gelu_exact)
 
 
-_gelu_exact_forward = _xla(gelu_exact)
-
-
-@_xla
+@kernel
 def _gelu_exact_backward(x, upstream):
     y = tf.cast(x, tf.float32)
     derivative = 0.5 * (1.0 + tf.math.erf(y * _SQRT_HALF)) + y * tf.exp(-0.5 * y * y) * _INV_SQRT_2PI
     return tf.cast(tf.cast(upstream, tf.float32) * derivative, x.dtype)
 
 
-@_xla
+@kernel
 def _gelu_tanh_forward(x):
     y = tf.cast(x, tf.float32)
     inner = _TANH_SCALE * (y + _TANH_CUBIC * y * y * y)
     return tf.cast(0.5 * y * (1.0 + tf.tanh(inner)), x.dtype)
 
 
-@_xla
+@kernel
 def _gelu_tanh_backward(x, upstream):
     y = tf.cast(x, tf.float32)
     t = tf.tanh(_TANH_SCALE * (y + _TANH_CUBIC * y * y * y))

@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from minilm_tf.xla import kernel
+
 # Keras' score equation for [B, T, N, H] inputs attending over axis 1, and the
 # same contraction with the query as the first operand.
 _KEY_FIRST = "aecd,abcd->acbe"
@@ -53,13 +55,13 @@ def dropout16(layer: keras.layers.Dropout, x: tf.Tensor, training=False) -> tf.T
     return tf.where(keep, x * scale, tf.zeros_like(x))
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+@kernel
 def _masked_softmax_forward(scores, mask):
     logits = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
     return tf.cast(tf.where(mask, tf.nn.softmax(logits, axis=-1), 0.0), scores.dtype)
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+@kernel
 def _softmax_backward(probs, upstream):
     p, dy = tf.cast(probs, tf.float32), tf.cast(upstream, tf.float32)
     return tf.cast(p * (dy - tf.reduce_sum(dy * p, axis=-1, keepdims=True)), probs.dtype)

@@ -24,28 +24,31 @@ from minilm_tf import activations, attention, normalization
 def fast_paths(model: keras.Layer):
     """Within the block, `model`'s layers use the faster paths (see module doc)."""
     undo = []
+
+    def install(layer, name, value):
+        # `object.__setattr__`: Keras layers track attributes set normally.
+        if name in vars(layer):
+            original = vars(layer)[name]
+            undo.append(lambda: object.__setattr__(layer, name, original))
+        else:
+            undo.append(lambda: object.__delattr__(layer, name))
+        object.__setattr__(layer, name, value)
+
     try:
         for layer in list(model._flatten_layers(include_self=True, recursive=True)):
             if (isinstance(layer, keras.layers.MultiHeadAttention)
                     and "_compute_attention" not in vars(layer)):
-                object.__setattr__(layer, "_compute_attention",
-                                   types.MethodType(attention.compute_attention, layer))
-                undo.append(lambda layer=layer: object.__delattr__(layer, "_compute_attention"))
+                install(layer, "_compute_attention",
+                        types.MethodType(attention.compute_attention, layer))
             if (isinstance(layer, keras.layers.Dropout)
                     and type(layer).call is keras.layers.Dropout.call
                     and "call" not in vars(layer)):
-                object.__setattr__(layer, "call", types.MethodType(attention.dropout16, layer))
-                undo.append(lambda layer=layer: object.__delattr__(layer, "call"))
+                install(layer, "call", types.MethodType(attention.dropout16, layer))
             if normalization.fusable(layer) and "call" not in vars(layer):
-                object.__setattr__(layer, "call",
-                                   types.MethodType(normalization.layer_norm_call, layer))
-                undo.append(lambda layer=layer: object.__delattr__(layer, "call"))
+                install(layer, "call", types.MethodType(normalization.layer_norm_call, layer))
             fused = activations.fused(getattr(layer, "activation", None))
             if fused is not None:
-                original = layer.activation
-                object.__setattr__(layer, "activation", fused)
-                undo.append(lambda layer=layer, original=original:
-                            object.__setattr__(layer, "activation", original))
+                install(layer, "activation", fused)
         yield
     finally:
         for restore in reversed(undo):

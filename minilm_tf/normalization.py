@@ -13,9 +13,7 @@ one XLA function (the matmuls around them stay on oneDNN);
 import keras
 import tensorflow as tf
 
-
-def _xla(fn):
-    return tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+from minilm_tf.xla import kernel
 
 
 def _normalized(x, epsilon):
@@ -26,13 +24,13 @@ def _normalized(x, epsilon):
     return centered * inv, inv
 
 
-@_xla
+@kernel
 def _forward(x, gamma, beta, epsilon, dtype):
     normalized, _ = _normalized(x, epsilon)
     return tf.cast(normalized * gamma + beta, dtype)
 
 
-@_xla
+@kernel
 def _backward(x, gamma, epsilon, upstream):
     shape, depth = tf.shape(x), tf.shape(x)[-1]  # reduce_retracing may hide static sizes
     normalized, inv = _normalized(tf.reshape(x, [-1, depth]), epsilon)

@@ -26,8 +26,8 @@ gradients and Keras' bookkeeping cost nothing. `--compare_objective`
 adds (a2), the same step with the other objective (e.g. MiniLMv2 against v1),
 and its tokens/s as a share of (a)'s. Timed steps are interleaved
 (a, b, c, [a2,] a, b, c, ...) so that load changes on a shared machine hit
-all alike; median, min and max are reported. Memory: the process RSS high-water mark (getrusage), the per-phase
-peak RSS (VmHWM, reset through /proc/self/clear_refs where the kernel allows)
+all alike; median, min and max are reported. Memory: the process RSS
+high-water mark (getrusage), the per-phase peak RSS (VmHWM, reset through /proc/self/clear_refs where the kernel allows)
 and TensorFlow's allocator statistics when the device reports them.
 
 `--profile_steps N` additionally traces N steps of (a) with the TensorFlow
@@ -265,8 +265,7 @@ def build_models(precision: str, jit: bool):
         # E.g. a student built from a teacher already frozen by another
         # distiller inherits `trainable=False`; (a) would then time no backward.
         raise ValueError("The student has no trainable variables reached by the loss.")
-    distiller.compile(
-        optimizer=make_optimizer(), jit_compile=jit)
+    distiller.compile(optimizer=make_optimizer(), jit_compile=jit)
     compared = None
     if FLAGS.compare_objective:
         compared = make_distiller(FLAGS.compare_objective)
