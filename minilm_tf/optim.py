@@ -3,6 +3,8 @@
 import keras
 import tensorflow as tf
 
+from minilm_tf.xla import kernel
+
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
 class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
@@ -39,17 +41,25 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-@tf.function(jit_compile=True, autograph=False, reduce_retracing=True)
+@kernel
 def _adamw_update(variable, m, v, gradient, lr, step, beta_1, beta_2, epsilon, decay):
-    """Keras' AdamW update of one variable, weight decay first, as one XLA kernel."""
-    gradient = tf.cast(gradient, variable.dtype)
+    """Keras' AdamW update of one variable, weight decay first, as one XLA kernel.
+
+    `variable`, `m`, `v` are resource handles, not `tf.Variable`s: a
+    `tf.function` keeps the variables it was traced with, and calling it again
+    after they are deleted (a second model in the same process) fails.
+    """
+    dtype = gradient.dtype
+    value, old_m, old_v = (tf.raw_ops.ReadVariableOp(resource=h, dtype=dtype)
+                           for h in (variable, m, v))
     alpha = lr * tf.sqrt(1.0 - beta_2**step) / (1.0 - beta_1**step)
-    new_m = m + (gradient - m) * (1.0 - beta_1)
-    new_v = v + (tf.square(gradient) - v) * (1.0 - beta_2)
-    decayed = variable - variable * (decay * lr)
-    m.assign(new_m)
-    v.assign(new_v)
-    variable.assign(decayed - new_m * alpha / (tf.sqrt(new_v) + epsilon))
+    new_m = old_m + (gradient - old_m) * (1.0 - beta_1)
+    new_v = old_v + (tf.square(gradient) - old_v) * (1.0 - beta_2)
+    decayed = value - value * (decay * lr)
+    tf.raw_ops.AssignVariableOp(resource=m, value=new_m)
+    tf.raw_ops.AssignVariableOp(resource=v, value=new_v)
+    tf.raw_ops.AssignVariableOp(
+        resource=variable, value=decayed - new_m * alpha / (tf.sqrt(new_v) + epsilon))
 
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
@@ -87,22 +97,22 @@ class FusedAdamW(keras.optimizers.AdamW):
             gradient = tf.convert_to_tensor(gradient)
         dtype = variable.dtype
         _adamw_update(
-            _tf_variable(variable),
-            _tf_variable(self._momentums[index]),
-            _tf_variable(self._velocities[index]),
-            gradient,
+            _handle(variable),
+            _handle(self._momentums[index]),
+            _handle(self._velocities[index]),
+            tf.cast(gradient, dtype),
             keras.ops.cast(learning_rate, dtype),
             keras.ops.cast(self.iterations + 1, dtype),
             *(tf.constant(c, dtype) for c in (self.beta_1, self.beta_2, self.epsilon, decay)),
         )
 
 
-def _tf_variable(variable):
-    """The `tf.Variable` to update: inside `strategy.extended.update`, a
-    mirrored variable's copy on the device being updated."""
+def _handle(variable):
+    """The resource handle to update: inside `strategy.extended.update`, that
+    of a mirrored variable's copy on the device being updated."""
     variable = variable.value if isinstance(variable, keras.Variable) else variable
     local = getattr(variable, "_get_on_device_or_primary", None)
-    return local() if local is not None else variable
+    return (local() if local is not None else variable).handle
 
 
 def make_adamw(
