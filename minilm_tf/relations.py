@@ -18,9 +18,13 @@ loss is the mean over examples. All of this runs in float32 whatever the
 compute dtype of the inputs.
 """
 
+import functools
 import math
 
 import tensorflow as tf
+from tensorflow.python.ops import control_flow_util
+
+from minilm_tf import kernels
 
 # Large finite negative used to mask keys. Finite so that 0 * logit stays 0.
 _MASK_VALUE = -1e9
@@ -184,12 +188,13 @@ def _merge_heads(x: tf.Tensor) -> tf.Tensor:
 
 @tf.function(jit_compile=True)
 def _relation_loss_and_gradients(
-    teacher_a, teacher_b, student_a, student_b, mask, num_heads, chunk_entries
+    teacher_a, teacher_b, student_a, student_b, mask, num_heads, chunk_entries, symmetric
 ):
     """Per-example relation KL [B] and its gradients wrt the student inputs.
 
-    `teacher_b`/`student_b` None means a self-relation (b = a, as in the
-    value relation and MiniLMv2's Q-Q, K-K, V-V): one gradient, wrt `student_a`.
+    `symmetric` means a self-relation (b = a, as in the value relation and
+    MiniLMv2's Q-Q, K-K, V-V; `*_b` are then ignored): one gradient, wrt
+    `student_a`.
     Runs over chunks of at most `chunk_entries` logits (`_chunk_plan`,
     `tf.map_fn`); no [B, R, T, T] tensor is kept. For one example with
     weights w_i = mask_i / (R * real rows), the loss is
@@ -197,7 +202,6 @@ def _relation_loss_and_gradients(
     G = w_i (q_ri - p_ri), pushed through the scaled `a b^T`: G b and G^T a,
     or (G + G^T) a for a self-relation.
     """
-    symmetric = student_b is None
     groups, chunk = _chunk_plan(teacher_a.shape[0], num_heads, teacher_a.shape[1], chunk_entries)
     heads = num_heads // groups
     scale_s = 1.0 / math.sqrt(student_a.shape[-1] // num_heads)
@@ -236,6 +240,27 @@ def _relation_loss_and_gradients(
     return (loss, *(_from_groups(g, groups, tf.shape(student_a)) for g in outputs[1:]))
 
 
+def _native_op(implementation: str):
+    """The native CPU op for this call site, or None for the XLA function."""
+    if implementation not in ("auto", "native", "xla"):
+        raise ValueError(
+            f"implementation must be 'auto', 'native' or 'xla', got {implementation!r}.")
+    if implementation == "xla":
+        return None
+    op = kernels.relation_kl_op()
+    if implementation == "native":
+        if op is None:
+            raise RuntimeError("The native relation kernel is unavailable (see the logged "
+                               "warning); use implementation='auto' or 'xla'.")
+        return op
+    # 'auto': a CPU-only process, and not inside an XLA-compiled function
+    # (which cannot contain a custom op).
+    if (op is None or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+            or tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")):
+        return None
+    return op
+
+
 def relation_loss(
     teacher_a: tf.Tensor,
     teacher_b: tf.Tensor,
@@ -243,6 +268,7 @@ def relation_loss(
     student_b: tf.Tensor,
     num_heads: int,
     padding_mask: tf.Tensor,
+    implementation: str = "auto",
 ) -> tf.Tensor:
     """Per-example KL between the teacher's and the student's relation.
 
@@ -252,9 +278,13 @@ def relation_loss(
     teacher.
 
     The loss and its gradients wrt the student's inputs are computed together,
-    chunk by chunk of examples and groups of heads, in one XLA-compiled
-    function, so the [B, R, T, T] relations are never stored for the backward
-    pass and each chunk's softmaxes stay in cache (docs/performance.md).
+    so the [B, R, T, T] relations are never stored for the backward pass:
+    `implementation='native'` by the compiled CPU kernel of
+    `minilm_tf.kernels` (each example's head at a time, in cache),
+    `'xla'` by an XLA-compiled function (chunks of examples and heads), and
+    `'auto'` (the default) picks the kernel when it is available, the process
+    has no GPU or TPU and the caller is not itself XLA-compiled
+    (docs/performance.md).
     """
     for x in (teacher_a, student_a):
         _check_divisible(x.shape[-1], num_heads)
@@ -262,15 +292,25 @@ def relation_loss(
     # A self-relation (the same tensors passed as `a` and `b`) takes the
     # cheaper symmetric path.
     symmetric = student_a is student_b and teacher_a is teacher_b
-    teacher = [tf.cast(tf.stop_gradient(x), tf.float32) for x in (teacher_a, teacher_b)]
+    native = _native_op(implementation)
+
+    def prepare(x):
+        # The kernel reads float32 and bfloat16 itself; XLA gets float32.
+        x = tf.stop_gradient(x)
+        kept = (tf.float32, tf.bfloat16) if native is not None else (tf.float32,)
+        return x if x.dtype in kept else tf.cast(x, tf.float32)
+
+    teacher = [prepare(teacher_a), prepare(teacher_a if symmetric else teacher_b)]
 
     @tf.custom_gradient
     def loss_fn(*students):
         # The gradient is `grad` below: nothing inside needs differentiating.
-        inputs = [tf.stop_gradient(tf.cast(x, tf.float32)) for x in students]
-        loss, *gradients = _relation_loss_and_gradients(
-            teacher[0], None if symmetric else teacher[1],
-            inputs[0], None if symmetric else inputs[1], mask, num_heads, _CHUNK_ENTRIES)
+        a = prepare(students[0])
+        b = a if symmetric else prepare(students[1])
+        compute = native or functools.partial(_relation_loss_and_gradients,
+                                              chunk_entries=_CHUNK_ENTRIES)
+        loss, *gradients = compute(teacher[0], teacher[1], a, b, mask, num_heads=num_heads,
+                                   symmetric=symmetric)
 
         def grad(upstream):
             upstream = upstream[:, tf.newaxis, tf.newaxis]

@@ -4,7 +4,18 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf import losses, relations
+from minilm_tf import kernels, losses, relations
+
+
+@pytest.fixture(autouse=True, params=["native", "xla"])
+def implementation(request, monkeypatch):
+    """Runs each test with the native CPU kernel and with the XLA function
+    (what `relation_loss` falls back to without the kernel)."""
+    if request.param == "native":
+        assert kernels.relation_kl_op() is not None, "the native kernel did not build"
+    else:
+        monkeypatch.setattr(kernels, "relation_kl_op", lambda: None)
+    return request.param
 
 
 def np_relation(a, b, heads, length):

@@ -1,0 +1,9 @@
+"""`python -m minilm_tf.kernels`: build (or find) the native kernels, print the path."""
+
+import sys
+
+from minilm_tf import kernels
+
+if kernels.relation_kl_op() is None:
+    sys.exit("native kernels unavailable (see the warning above)")
+print(kernels.library_path(kernels._compiler()))
