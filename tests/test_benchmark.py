@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from minilm_tf import kernels
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOL = os.path.join(REPO, "tools", "benchmark.py")
 PHASES = ("step", "teacher", "student")
@@ -68,6 +70,7 @@ def test_benchmark_two_precisions_padding_and_profile(tmp_path):
     assert second["memory"]["peak_rss_mb"] >= first["memory"]["peak_rss_mb"]
     for result in report["results"]:
         _check_result(result, 64, 48)
+        assert result["relation_loss"] == ("native" if kernels.relation_kl_op() else "xla")
         profile = result["profile"]
         assert profile["op_self_ms_per_step"] > 0
         assert profile["top_op_types"] and profile["top_ops"]
@@ -84,6 +87,7 @@ def test_benchmark_minilmv2_with_xla(tmp_path):
     assert report["config"]["num_relation_heads"] == 4
     (result,) = report["results"]
     assert result["jit_compile"] is True
+    assert result["relation_loss"] == "xla"  # the custom op cannot be XLA-compiled
     _check_result(result, 64, 64)
 
 

@@ -393,6 +393,15 @@ def _stats(times_s: list, cpu_s: list, tokens: int, real_tokens: int) -> dict:
     }
 
 
+def relation_implementation(jit: bool) -> str:
+    """What `relations.relation_loss` runs in the step: an XLA-compiled step
+    contains the XLA function; otherwise 'auto' picks the native kernel where
+    it is available (minilm_tf/kernels)."""
+    from minilm_tf import relations
+
+    return "xla" if jit or relations._native_op("auto") is None else "native"
+
+
 def measure_precision(precision: str) -> dict:
     import numpy as np
 
@@ -441,6 +450,7 @@ def measure_precision(precision: str) -> dict:
     result = {
         "precision": precision,
         "jit_compile": jit,
+        "relation_loss": relation_implementation(jit),
         "build_s": round(build_s, 3),
         "warmup_s": first_call_s,
         "load_average_start": load_start,
@@ -646,7 +656,7 @@ def format_table(report: dict) -> str:
                          f"{100 * other['tokens_per_s_ratio']:.1f}% of (a)'s tokens/s "
                          f"({100 * other['tokens_per_s_ratio_cpu']:.1f}% by CPU time)")
         mm = r["matmuls"]
-        lines.append(f"{'':<15} jit={r['jit_compile']}; matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
+        lines.append(f"{'':<15} jit={r['jit_compile']}; relation loss {r['relation_loss']}; matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
                      f"= {mm['achieved_gflops']:.0f} GFLOP/s, {100 * mm['fraction_of_peak']:.0f}% "
                      f"of this process's {mm['dtype']} matmul peak {mm['peak_gflops']:.0f} GFLOP/s")
         prof = r.get("profile")
