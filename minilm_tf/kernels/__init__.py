@@ -5,7 +5,7 @@ The library is built with the machine's C++ compiler against the installed
 TensorFlow (`tf.sysconfig`) with `-march=native`, once per source, TensorFlow
 version, compiler and CPU, into a cache directory (`$MINILM_TF_KERNEL_CACHE`,
 default `~/.cache/minilm_tf/kernels`); `tools/setup.sh` builds it ahead of
-time, otherwise the first use does (about a minute). Without a compiler, or
+time, otherwise the first use does (10-20 s). Without a compiler, or
 with `MINILM_TF_NATIVE_KERNELS=0`, it returns None and callers use their
 XLA implementation.
 

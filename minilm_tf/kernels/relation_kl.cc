@@ -74,16 +74,27 @@ inline V16 Exp(V16 x) {
   return x < -87.0f ? V16{} : y * scale;
 }
 
+// Reductions of the 16 lanes as a tree of halves (a lane-by-lane loop is a
+// chain of 15 dependent operations, which dominated the softmax).
+template <class Op>
+inline float Reduce(V16 v, Op op) {
+  V8 lo8, hi8;
+  std::memcpy(&lo8, &v, sizeof(V8));
+  std::memcpy(&hi8, reinterpret_cast<const char*>(&v) + sizeof(V8), sizeof(V8));
+  const V8 v8 = op(lo8, hi8);
+  V4 lo4, hi4;
+  std::memcpy(&lo4, &v8, sizeof(V4));
+  std::memcpy(&hi4, reinterpret_cast<const char*>(&v8) + sizeof(V4), sizeof(V4));
+  const V4 v4 = op(lo4, hi4);
+  return op(op(v4[0], v4[1]), op(v4[2], v4[3]));
+}
+
 inline float HorizontalMax(V16 v) {
-  float m = v[0];
-  for (int i = 1; i < 16; ++i) m = std::max(m, v[i]);
-  return m;
+  return Reduce(v, [](auto a, auto b) { return a > b ? a : b; });
 }
 
 inline float HorizontalSum(V16 v) {
-  float s = 0.0f;
-  for (int i = 0; i < 16; ++i) s += v[i];
-  return s;
+  return Reduce(v, [](auto a, auto b) { return a + b; });
 }
 
 // Scalar reads of the left operand of a product, A(r, k).
@@ -308,7 +319,7 @@ class HeadWorker {
       kl += p * (Load<V16>(lt + 16 * v) - Load<V16>(ls + 16 * v));
       Store(g + 16 * v, (q - p) * g_scale);
     }
-    return HorizontalSum(kl) - (mt - ms) - (std::log(z_t) - std::log(z_s));
+    return HorizontalSum(kl) - (mt - ms) - std::log(z_t / z_s);
   }
 
   static constexpr int kRows = 8;  // logit rows per block
