@@ -255,10 +255,9 @@ def _native_op(implementation: str):
         return op
     # 'auto': a CPU-only process, and not inside an XLA-compiled function
     # (which cannot contain a custom op).
-    if (op is None or control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
-            or tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU")):
-        return None
-    return op
+    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
+    return None if in_xla or accelerators else op
 
 
 def relation_loss(
@@ -300,7 +299,8 @@ def relation_loss(
         kept = (tf.float32, tf.bfloat16) if native is not None else (tf.float32,)
         return x if x.dtype in kept else tf.cast(x, tf.float32)
 
-    teacher = [prepare(teacher_a), prepare(teacher_a if symmetric else teacher_b)]
+    teacher_a = prepare(teacher_a)
+    teacher = [teacher_a, teacher_a if symmetric else prepare(teacher_b)]
 
     @tf.custom_gradient
     def loss_fn(*students):

@@ -656,7 +656,8 @@ def format_table(report: dict) -> str:
                          f"{100 * other['tokens_per_s_ratio']:.1f}% of (a)'s tokens/s "
                          f"({100 * other['tokens_per_s_ratio_cpu']:.1f}% by CPU time)")
         mm = r["matmuls"]
-        lines.append(f"{'':<15} jit={r['jit_compile']}; relation loss {r['relation_loss']}; matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
+        lines.append(f"{'':<15} jit={r['jit_compile']}; relation loss {r['relation_loss']}; "
+                     f"matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
                      f"= {mm['achieved_gflops']:.0f} GFLOP/s, {100 * mm['fraction_of_peak']:.0f}% "
                      f"of this process's {mm['dtype']} matmul peak {mm['peak_gflops']:.0f} GFLOP/s")
         prof = r.get("profile")

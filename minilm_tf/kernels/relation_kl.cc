@@ -350,7 +350,8 @@ class RelationKLOp : public OpKernel {
     OP_REQUIRES(ctx,
                 ta.shape() == tb.shape() && sa.shape() == sb.shape() &&
                     ta.dim_size(0) == batch && ta.dim_size(1) == length,
-                absl::InvalidArgumentError("teacher and student inputs must share batch and length"));
+                absl::InvalidArgumentError(
+                    "teacher and student inputs must share batch and length"));
     OP_REQUIRES(ctx, mask.dims() == 2 && mask.dim_size(0) == batch && mask.dim_size(1) == length,
                 absl::InvalidArgumentError("mask must be [batch, length]"));
     OP_REQUIRES(ctx, d_t % num_heads_ == 0 && d_s % num_heads_ == 0,
