@@ -174,6 +174,7 @@ def test_build_is_cached_and_failures_fall_back(tmp_path, monkeypatch, caplog):
     assert path == kernels.library_path(compiler) and os.path.exists(path)
     mtime = os.stat(path).st_mtime_ns
     assert kernels.build(compiler) == path and os.stat(path).st_mtime_ns == mtime  # no rebuild
+    assert kernels.relation_kl_op.__wrapped__() is not None  # loading again is harmless
 
     # A compiler that fails: a clear warning, None, and no half-written file.
     monkeypatch.setenv("MINILM_TF_KERNEL_CACHE", str(tmp_path))

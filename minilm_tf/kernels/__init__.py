@@ -50,7 +50,9 @@ def library_path(compiler: str) -> str:
     """Where the library for this source, TensorFlow, compiler and CPU lives."""
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True).stdout
     key = hashlib.sha256()
-    for part in (open(_SOURCE, "rb").read(), tf.__version__.encode(), version.encode(),
+    with open(_SOURCE, "rb") as f:
+        source = f.read()
+    for part in (source, tf.__version__.encode(), version.encode(),
                  " ".join(_FLAGS + tf.sysconfig.get_compile_flags()).encode(),
                  _cpu_signature().encode()):
         key.update(part)
@@ -98,6 +100,8 @@ def relation_kl_op():
         logging.warning("minilm_tf: the native relation kernel is unavailable; using the XLA "
                         "implementation. %s", e)
         return None
-    # Its gradient is computed with it (see `relations.relation_loss`).
-    tf.no_gradient("MiniLMRelationKL")
+    try:  # Its gradient is computed with it (see `relations.relation_loss`).
+        tf.no_gradient("MiniLMRelationKL")
+    except KeyError:  # registered by an earlier load in this process
+        pass
     return op
