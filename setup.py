@@ -11,6 +11,8 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.10",
     packages=find_packages(include=["minilm_tf", "minilm_tf.*"]),
+    # The native kernels are compiled from source on the machine that runs them.
+    package_data={"minilm_tf.kernels": ["*.cc"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-text>=2.21,<2.22",
