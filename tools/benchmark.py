@@ -22,7 +22,10 @@ random batch (token ids drawn uniformly, segment ids 0, padding mask per
 
 and the distillation overhead ratio (a) / ((b) + (c)) from the medians (and
 from the CPU-time medians): 1.0 would mean the relation losses, their
-gradients and Keras' bookkeeping cost nothing. `--compare_objective`
+gradients and Keras' bookkeeping cost nothing. The table says which
+relation-loss implementation the step ran: the native CPU kernel
+(minilm_tf/kernels) or the XLA function (XLA-compiled steps, accelerators,
+no compiler, or `MINILM_TF_NATIVE_KERNELS=0` to compare). `--compare_objective`
 adds (a2), the same step with the other objective (e.g. MiniLMv2 against v1),
 and its tokens/s as a share of (a)'s. Timed steps are interleaved
 (a, b, c, [a2,] a, b, c, ...) so that load changes on a shared machine hit
