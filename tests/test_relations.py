@@ -12,6 +12,8 @@ def implementation(request, monkeypatch):
     """Runs each test with the native CPU kernel and with the XLA function
     (what `relation_loss` falls back to without the kernel)."""
     if request.param == "native":
+        if kernels._compiler() is None:
+            pytest.skip("no C++ compiler: the native kernel cannot be built here")
         assert kernels.relation_kl_op() is not None, "the native kernel did not build"
     else:
         monkeypatch.setattr(kernels, "relation_kl_op", lambda: None)
