@@ -22,6 +22,14 @@ def built():
     assert op is not None, "the native kernel did not build (see the logged warning)"
 
 
+def np_relation_rows(a, b, rows, cols):
+    """float64 softmax(a b^T / sqrt(d)) over the given rows and head columns."""
+    a, b = a[np.ix_(rows, cols)].astype(np.float64), b[np.ix_(rows, cols)]
+    logits = a @ b.T / np.sqrt(len(cols))
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
 def np_loss_and_gradients(ta, tb, sa, sb, heads, mask):
     """Per-example loss and d(sum of losses)/d(sa, sb), by the definition:
     G = w (q - p) / sqrt(d), grad_a = G sb, grad_b = G^T sa."""
@@ -34,13 +42,9 @@ def np_loss_and_gradients(ta, tb, sa, sb, heads, mask):
             continue
         w = 1.0 / (len(real) * heads)
         for h in range(heads):
-            def softmax(a, bb, d, sl):
-                logits = a[np.ix_(real, sl)] @ bb[np.ix_(real, sl)].T / np.sqrt(d)
-                e = np.exp(logits - logits.max(-1, keepdims=True))
-                return e / e.sum(-1, keepdims=True)
-            p = softmax(ta[i].astype(np.float64), tb[i], d_t, np.arange(h * d_t, (h + 1) * d_t))
+            p = np_relation_rows(ta[i], tb[i], real, np.arange(h * d_t, (h + 1) * d_t))
             cols = np.arange(h * d_s, (h + 1) * d_s)
-            q = softmax(sa[i].astype(np.float64), sb[i], d_s, cols)
+            q = np_relation_rows(sa[i], sb[i], real, cols)
             g = w * (q - p) / np.sqrt(d_s)
             ga[i][np.ix_(real, cols)] += g @ sb[i][np.ix_(real, cols)]
             gb[i][np.ix_(real, cols)] += g.T @ sa[i][np.ix_(real, cols)]
