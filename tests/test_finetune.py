@@ -414,3 +414,44 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
     assert int(resumed.optimizer.iterations.numpy()) == 36
     for a, b in zip(straight.get_weights(), resumed.get_weights()):
         np.testing.assert_allclose(b, a, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_resumable_after_the_last_epoch_restores_the_best_weights(tmp_path):
+    """Killed after the last epoch's checkpoint but before the report: the
+    rerun trains nothing and still ends with the best epoch's weights."""
+    import tensorflow as tf
+
+    from minilm_tf.tasks import resume
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(64, 6)).astype("float32")
+    y = (x[:, 0] > 0).astype("int32")
+
+    def build():
+        keras.utils.set_random_seed(1)
+        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
+        model.compile(keras.optimizers.AdamW(1e-2),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        model.optimizer.build(model.trainable_variables)
+        return model
+
+    def epoch_dataset(epoch, first_batch):
+        order = resume.epoch_order(len(x), 0, epoch)[first_batch * 8:]
+        return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(8), len(order)
+
+    def run(model):
+        # The validation metric is best after epoch 1, so the best weights are not the last.
+        scores = iter([0.9, 0.5])
+        callback = ft.ValidationMetricCallback(lambda: {"accuracy": next(scores, 0.1)},
+                                               "accuracy")
+        result = resume.fit_resumable(model, epoch_dataset, epochs=2, steps_per_epoch=8,
+                                      directory=str(tmp_path), validation=callback)
+        return result, callback
+
+    first_model = build()
+    run(first_model)
+    again = build()
+    result, callback = run(again)
+    assert result.examples_trained == 0 and callback.best_epoch == 1
+    for a, b in zip(first_model.get_weights(), again.get_weights()):
+        np.testing.assert_array_equal(a, b)

@@ -210,6 +210,9 @@ def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *
     """
     if validation is not None:
         validation.restore_at_train_end = False
+        # Keras sets a callback's model in `fit`; a run resumed after its last
+        # epoch calls no `fit`, but its best weights are still restored.
+        validation.set_model(model)
     with StopSignals() as signals:
         checkpointer = FinetuneCheckpointer(directory, model, validation, signals,
                                             steps_per_epoch)
