@@ -103,11 +103,12 @@ def compile_qa_model(model: keras.Model, optimizer="adam", **kwargs) -> keras.Mo
     """Compiles with loss = (CE(start) + CE(end)) / 2 over the output dict.
 
     Labels are ``{"start_logits": start_positions, "end_logits":
-    end_positions}`` (see :func:`make_qa_dataset`). The steps trace with
-    `minilm_tf.fast_paths`.
+    end_positions}`` (see :func:`make_qa_dataset`). Steps that are not
+    XLA-compiled trace with `minilm_tf.fast_paths` (as classification's).
     """
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    trace_steps_with_fast_paths(model)
+    if not kwargs.get("jit_compile"):
+        trace_steps_with_fast_paths(model)
     model.compile(
         optimizer=optimizer,
         loss={"start_logits": ce, "end_logits": ce},
