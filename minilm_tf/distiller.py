@@ -5,13 +5,30 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
-from minilm_tf.layers import SelfAttentionRelations
-from minilm_tf.losses import MiniLMObjective, make_objective
+from minilm_tf.layers import SelfAttentionRelations, attention_heads
+from minilm_tf.losses import Objective, make_objective
 
 
 def _backbone(model: Any) -> keras.Model:
     """Accepts a backbone or anything with a `.backbone` (a LoadedEncoder)."""
     return getattr(model, "backbone", model)
+
+
+def embedding_settings(encoder: Any) -> tuple[str, bool]:
+    """(pooling mode, normalise?) of an encoder's sentence embedding.
+
+    From the sentence-transformers configuration a `LoadedEncoder` carries
+    (`1_Pooling/config.json`, a `Normalize` module); mean pooling without
+    normalisation when there is none.
+    """
+    metadata = getattr(encoder, "metadata", None) or {}
+    pooling = metadata.get("pooling") or {}
+    mode = "mean"
+    if pooling.get("pooling_mode_cls_token") and not pooling.get("pooling_mode_mean_tokens"):
+        mode = "cls"
+    elif pooling.get("pooling_mode_max_tokens") and not pooling.get("pooling_mode_mean_tokens"):
+        mode = "max"
+    return mode, bool(metadata.get("normalize", False))
 
 
 def _features(data: Any) -> Mapping[str, tf.Tensor]:
@@ -25,13 +42,16 @@ def _features(data: Any) -> Mapping[str, tf.Tensor]:
 class MiniLMDistiller(keras.Model):
     """Distills a teacher encoder into a student with MiniLM / MiniLMv2.
 
-    The teacher is frozen and always runs with `training=False`, only up to
-    its distillation layer. The student runs up to the queries, keys and
-    values of its distillation layer; only the variables those depend on are
-    updated. Train with plain `compile()` + `fit()` on batches of
-    `{"token_ids", "segment_ids", "padding_mask"}`; `fit` reports `loss` and
-    each component (`attention_loss`, `value_relation_loss` for v1;
-    `query_relation_loss`, `key_relation_loss`, `value_relation_loss` for v2).
+    The teacher is frozen and always runs with `training=False`. For the
+    relation objectives (MiniLM, MiniLMv2) both models run only up to the
+    queries, keys and values of their distillation layer; objectives on
+    hidden states (`hidden_mse`, `embedding_mse`) run them to the last layer.
+    Only the student variables the loss reaches are updated, with any
+    projection the objective owns. Train with plain `compile()` + `fit()` on
+    batches of `{"token_ids", "segment_ids", "padding_mask"}`; `fit` reports
+    `loss` and each component (`attention_loss`, `value_relation_loss` for
+    v1; `query_relation_loss`, `key_relation_loss`, `value_relation_loss`
+    for v2; `hidden_mse_loss`, `embedding_mse_loss`).
 
     The loss of a batch is the mean over its examples of each example's mean
     over heads and real query positions; under `tf.distribute` it is averaged
@@ -40,13 +60,21 @@ class MiniLMDistiller(keras.Model):
     Args:
         teacher: teacher backbone (or `LoadedEncoder`).
         student: student backbone (or `LoadedEncoder`).
-        objective: `minilm` (v1), `minilmv2`, or a `MiniLMObjective`.
-        teacher_layer: teacher layer to distill from; negative counts from the
-            top. Defaults to -1 (the last layer; the papers' choice for
-            base-size teachers).
+        objective: `minilm` (v1), `minilmv2`, `hidden_mse`, `embedding_mse`,
+            a weighted sum such as `minilmv2+300*embedding_mse`, or an
+            `Objective`.
+        teacher_layer: teacher layer to distill relations from; negative
+            counts from the top. Defaults to -1 (the last layer; the papers'
+            choice for base-size teachers).
         student_layer: student layer to distill into. Defaults to -1.
         num_relation_heads: relation heads for `minilmv2` (default 48).
         loss_weights: optional weights per component name.
+        embedding_pooling: pooling of `embedding_mse` (`mean`, `cls`,
+            `max`); defaults to the teacher's sentence-transformers pooling,
+            else `mean`.
+        normalize_embeddings: L2-normalise the embeddings of
+            `embedding_mse`; defaults to the teacher's configuration, else
+            False.
 
     Examples:
     ```python
@@ -62,14 +90,19 @@ class MiniLMDistiller(keras.Model):
         self,
         teacher: Any,
         student: Any,
-        objective: str | MiniLMObjective = "minilm",
+        objective: str | Objective = "minilm",
         teacher_layer: int = -1,
         student_layer: int = -1,
         num_relation_heads: int | None = None,
         loss_weights: Mapping[str, float] | None = None,
+        embedding_pooling: str | None = None,
+        normalize_embeddings: bool | None = None,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        pooling, normalize = embedding_settings(teacher)
+        pooling = embedding_pooling or pooling
+        normalize = normalize if normalize_embeddings is None else bool(normalize_embeddings)
         self.teacher = _backbone(teacher)
         self.student = _backbone(student)
         if self.teacher is self.student:
@@ -77,23 +110,33 @@ class MiniLMDistiller(keras.Model):
         self.teacher.trainable = False
         self.teacher_layer = teacher_layer
         self.student_layer = student_layer
-        self.teacher_relations = SelfAttentionRelations(self.teacher, teacher_layer)
-        self.student_relations = SelfAttentionRelations(self.student, student_layer)
+        # v1 splits its relations into the teacher's attention heads.
         self.objective = make_objective(
-            objective, self.teacher_relations.num_heads, num_relation_heads, loss_weights
+            objective, attention_heads(self.teacher, teacher_layer), num_relation_heads, loss_weights, pooling, normalize
         )
+        needs = dict(
+            return_relations=self.objective.needs_relations,
+            return_sequence_output=self.objective.needs_sequence_output,
+        )
+        self.teacher_relations = SelfAttentionRelations(self.teacher, teacher_layer, **needs)
+        self.student_relations = SelfAttentionRelations(self.student, student_layer, **needs)
         self.objective.validate(
             self.teacher_relations.num_heads,
             self.teacher_relations.hidden_dim,
             self.student_relations.num_heads,
             self.student_relations.hidden_dim,
         )
+        self.objective.build(self.teacher.hidden_dim, self.student.hidden_dim)
+        # Tracked, so that the projections save and checkpoint with the distiller.
+        self.objective_layers = list(self.objective.layers)
         self._config = {
-            "objective": self.objective.version,
+            "objective": objective if isinstance(objective, str) else self.objective.name,
             "teacher_layer": teacher_layer,
             "student_layer": student_layer,
-            "num_relation_heads": self.objective.num_relation_heads,
-            "loss_weights": dict(self.objective.weights),
+            "num_relation_heads": num_relation_heads,
+            "loss_weights": dict(loss_weights or {}),
+            "embedding_pooling": embedding_pooling,
+            "normalize_embeddings": normalize_embeddings,
         }
         if not self.student_variables:
             raise ValueError(
@@ -113,6 +156,13 @@ class MiniLMDistiller(keras.Model):
     def student_variables(self) -> list:
         """The student variables the distillation loss reaches (and updates)."""
         return self.student_relations.trainable_variables_used
+
+    @property
+    def distilled_variables(self) -> list:
+        """Everything a step updates: `student_variables` and the objective's projections."""
+        return self.student_variables + [
+            v for layer in self.objective_layers for v in layer.trainable_variables
+        ]
 
     def call(self, inputs: Mapping[str, tf.Tensor], training: bool = False) -> dict:
         """Per-example loss components ([batch] each) for a batch of inputs."""
@@ -136,7 +186,7 @@ class MiniLMDistiller(keras.Model):
     def train_step(self, data: Any) -> dict:
         x = _features(data)
         teacher = self.teacher_relations(x, training=False)
-        variables = self.student_variables
+        variables = self.distilled_variables
         with tf.GradientTape() as tape:
             student = self.student_relations(x, training=True)
             components = self.objective(teacher, student)
@@ -168,7 +218,7 @@ class MiniLMDistiller(keras.Model):
         # construction; only the optimizer needs the variables it updates.
         if self.optimizer is not None and not self.optimizer.built:
             with self.distribute_strategy.scope():
-                self.optimizer.build(self.student_variables)
+                self.optimizer.build(self.distilled_variables)
 
     def get_config(self) -> dict:
         config = super().get_config()

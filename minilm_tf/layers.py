@@ -71,6 +71,12 @@ def resolve_layer_index(backbone: keras.Model, layer_index: int) -> int:
     return index
 
 
+def attention_heads(backbone: keras.Model, layer_index: int = -1) -> int:
+    """The number of attention heads of one transformer layer."""
+    layer = _encoder_layers(backbone)[resolve_layer_index(backbone, layer_index)]
+    return layer._self_attention_layer.num_heads
+
+
 def truncated_encoder(backbone: keras.Model, layer_index: int) -> keras.Model:
     """A functional view of `backbone` that outputs one layer's input.
 
@@ -79,13 +85,16 @@ def truncated_encoder(backbone: keras.Model, layer_index: int) -> keras.Model:
     transformer layer `layer_index`, so no layer at or above it runs.
     """
     index = resolve_layer_index(backbone, layer_index)
-    layer = _encoder_layers(backbone)[index]
-    hidden_input = layer._inbound_nodes[0].arguments.args[0]
     return keras.Model(
         inputs=backbone.input,
-        outputs=hidden_input,
+        outputs=_layer_input(backbone, index),
         name=f"{backbone.name}_below_layer_{index}",
     )
+
+
+def _layer_input(backbone: keras.Model, index: int):
+    """The symbolic input hidden states of transformer layer `index`."""
+    return _encoder_layers(backbone)[index]._inbound_nodes[0].arguments.args[0]
 
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
@@ -104,10 +113,16 @@ class SelfAttentionRelations(keras.layers.Layer):
         return_attention_probs: bool. Also return the post-softmax,
             pre-dropout attention probabilities. Defaults to False (the losses
             recompute them in float32).
+        return_relations: bool. Return the layer's queries, keys and values.
+            Defaults to True.
+        return_sequence_output: bool. Also return the backbone's last hidden
+            states (then every layer runs). Defaults to False.
 
     Call returns a dict:
-        `queries`, `keys`, `values`: [batch, seq, num_heads, head_dim].
+        `queries`, `keys`, `values` (with `return_relations`):
+            [batch, seq, num_heads, head_dim].
         `attention_probs` (optional): [batch, num_heads, seq, seq].
+        `sequence_output` (optional): [batch, seq, hidden_dim].
         `padding_mask`: the input padding mask, [batch, seq].
 
     Examples:
@@ -128,15 +143,30 @@ class SelfAttentionRelations(keras.layers.Layer):
         backbone: keras.Model,
         layer_index: int = -1,
         return_attention_probs: bool = False,
+        return_relations: bool = True,
+        return_sequence_output: bool = False,
         **kwargs: Any,
     ):
         super().__init__(**kwargs)
+        if not (return_relations or return_sequence_output):
+            raise ValueError("Ask for relations, the sequence output, or both.")
+        if return_attention_probs and not return_relations:
+            raise ValueError("return_attention_probs needs return_relations=True.")
         self.backbone = backbone
         self.layer_index = layer_index
         self.return_attention_probs = return_attention_probs
+        self.return_relations = return_relations
+        self.return_sequence_output = return_sequence_output
         self.resolved_index = resolve_layer_index(backbone, layer_index)
         self.encoder_layer = _encoder_layers(backbone)[self.resolved_index]
-        self.below = truncated_encoder(backbone, self.resolved_index)
+        outputs = {}
+        if return_relations:
+            outputs["layer_input"] = _layer_input(backbone, self.resolved_index)
+        if return_sequence_output:
+            outputs["sequence_output"] = backbone.output["sequence_output"]
+        # A functional view sharing the backbone's layers: only what the
+        # outputs need runs.
+        self.below = keras.Model(backbone.input, outputs, name=f"{backbone.name}_features")
 
     @property
     def num_heads(self) -> int:
@@ -152,6 +182,8 @@ class SelfAttentionRelations(keras.layers.Layer):
         """The trainable variables that the outputs depend on."""
         attention = self.encoder_layer._self_attention_layer
         used = list(self.below.trainable_variables)
+        if not self.return_relations:
+            return used
         if self.encoder_layer.normalize_first:
             used += self.encoder_layer._self_attention_layer_norm.trainable_variables
         for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
@@ -162,16 +194,19 @@ class SelfAttentionRelations(keras.layers.Layer):
         # Backbones without segment embeddings (RoBERTa, DistilBERT) ignore
         # `segment_ids`, so one data pipeline serves every architecture.
         with fast_paths(self.below):
-            x = self.below({name: inputs[name] for name in self.below.input}, training=training)
+            below = self.below({name: inputs[name] for name in self.below.input}, training=training)
+        outputs = {"padding_mask": inputs["padding_mask"]}
+        if self.return_sequence_output:
+            outputs["sequence_output"] = below["sequence_output"]
+        if not self.return_relations:
+            return outputs
+        x = below["layer_input"]
         if self.encoder_layer.normalize_first:
             x = self.encoder_layer._self_attention_layer_norm(x)
         attention = self.encoder_layer._self_attention_layer
-        outputs = {
-            "queries": attention.query_dense(x),
-            "keys": attention.key_dense(x),
-            "values": attention.value_dense(x),
-            "padding_mask": inputs["padding_mask"],
-        }
+        outputs["queries"] = attention.query_dense(x)
+        outputs["keys"] = attention.key_dense(x)
+        outputs["values"] = attention.value_dense(x)
         if self.return_attention_probs:
             outputs["attention_probs"] = attention_probabilities(
                 outputs["queries"], outputs["keys"], inputs["padding_mask"]
@@ -185,6 +220,8 @@ class SelfAttentionRelations(keras.layers.Layer):
                 "backbone": keras.saving.serialize_keras_object(self.backbone),
                 "layer_index": self.layer_index,
                 "return_attention_probs": self.return_attention_probs,
+                "return_relations": self.return_relations,
+                "return_sequence_output": self.return_sequence_output,
             }
         )
         return config

@@ -3,7 +3,9 @@
 import numpy as np
 import keras
 
-from minilm_tf.teacher import LoadedEncoder
+from minilm_tf.teacher import LoadedEncoder, set_feedforward_activation
+
+INITS = ("random", "teacher_layers", "teacher_bottom")
 
 
 def build_student(
@@ -26,17 +28,24 @@ def build_student(
         num_heads: student attention heads (MiniLM v1 needs the teacher's).
         intermediate_dim: feed-forward width; defaults to the teacher's ratio
             of feed-forward to hidden width (4 for BERT) times hidden_dim.
-        init: `random` (the paper) or `teacher_layers`: copy the teacher's
-            embeddings and an evenly spaced subset of its layers (needs equal
-            hidden, intermediate and head sizes).
+        init: `random` (the paper), `teacher_layers` (copy the teacher's
+            embeddings, pooler and an evenly spaced subset of its layers,
+            first and last included: DistilBERT's initialisation) or
+            `teacher_bottom` (embeddings, pooler and the teacher's first
+            `num_layers` layers). Copying needs the teacher's hidden,
+            intermediate and head sizes; a narrower student cannot copy
+            anything and must use `random`.
         dropout: dropout rate; defaults to the teacher's.
         max_sequence_length: defaults to the teacher's.
         seed: seed for the random initialisation.
 
     Returns:
-        A `LoadedEncoder` with the student backbone and the teacher's tokenizer.
-        The student uses keras-hub's own GELU (tanh approximation), so it loads
-        unchanged with `keras_hub.models.Backbone.from_preset`.
+        A `LoadedEncoder` with the student backbone and the teacher's
+        tokenizer; `metadata["init"]` says what was copied. A random student
+        uses keras-hub's own GELU (tanh approximation), so it loads unchanged
+        with `keras_hub.models.Backbone.from_preset`; a student made of
+        teacher layers keeps the teacher's feed-forward activation, so that
+        it computes exactly what those layers computed in the teacher.
     """
     for name, value in (("num_layers", num_layers), ("hidden_dim", hidden_dim), ("num_heads", num_heads)):
         if int(value) <= 0:
@@ -45,8 +54,8 @@ def build_student(
         raise ValueError(
             f"hidden_dim={hidden_dim} is not divisible by num_heads={num_heads}."
         )
-    if init not in ("random", "teacher_layers"):
-        raise ValueError(f"init must be 'random' or 'teacher_layers', got {init!r}.")
+    if init not in INITS:
+        raise ValueError(f"init must be one of {INITS}, got {init!r}.")
     if seed is not None:
         keras.utils.set_random_seed(seed)
     config = teacher.backbone.get_config()
@@ -69,36 +78,58 @@ def build_student(
     config.pop("dtype", None)
     config.pop("trainable", None)  # a teacher frozen by a distiller must not freeze its student
     backbone = type(teacher.backbone).from_config(config)
-    if init == "teacher_layers":
-        _copy_teacher_layers(teacher.backbone, backbone)
+    hidden_act = "gelu_approximate"
+    init_info = {"mode": init, "copied": [], "teacher_layers": []}
+    if init != "random":
+        init_info = _copy_teacher_layers(teacher.backbone, backbone, init)
+        hidden_act = teacher.hidden_act
+        set_feedforward_activation(backbone, hidden_act)
+    metadata = {key: value for key, value in teacher.metadata.items() if key in ("pooling", "normalize")}
+    metadata["init"] = init_info
     return LoadedEncoder(
         backbone=backbone,
         tokenizer=teacher.tokenizer,
         spec=f"student({num_layers}x{hidden_dim}x{num_heads}) of {teacher.spec}",
-        hidden_act="gelu_approximate",
-        metadata={
-            key: value for key, value in teacher.metadata.items() if key in ("pooling", "normalize")
-        },
+        hidden_act=hidden_act,
+        metadata=metadata,
     )
 
 
-def _copy_teacher_layers(teacher: keras.Model, student: keras.Model) -> None:
+def copied_layer_indices(teacher_layers: int, student_layers: int, init: str) -> list[int]:
+    """The teacher layers a `teacher_layers` / `teacher_bottom` student copies.
+
+    `teacher_layers`: evenly spaced, first and last included (6 -> 3 gives
+    0, 2, 5); `teacher_bottom`: the first `student_layers`.
+    """
+    if student_layers > teacher_layers:
+        raise ValueError(
+            f"A student of {student_layers} layers cannot copy layers of a "
+            f"{teacher_layers}-layer teacher; use init='random' or fewer layers."
+        )
+    if init == "teacher_bottom":
+        return list(range(student_layers))
+    return [int(i) for i in np.linspace(0, teacher_layers - 1, student_layers).round()]
+
+
+def _copy_teacher_layers(teacher: keras.Model, student: keras.Model, init: str) -> dict:
     for attr in ("hidden_dim", "intermediate_dim", "num_heads"):
         if getattr(teacher, attr) != getattr(student, attr):
             raise ValueError(
-                f"init='teacher_layers' needs the teacher's {attr} "
-                f"({getattr(teacher, attr)}), got {getattr(student, attr)}; use "
-                "init='random' for a narrower student."
+                f"init={init!r} needs the teacher's {attr} "
+                f"({getattr(teacher, attr)}), got {getattr(student, attr)}: no weight of a "
+                "narrower student can be copied from the teacher; use init='random'."
             )
-    if student.num_layers > teacher.num_layers:
-        raise ValueError("A student deeper than its teacher cannot copy its layers.")
-    chosen = np.linspace(0, teacher.num_layers - 1, student.num_layers).round().astype(int)
+    chosen = copied_layer_indices(teacher.num_layers, student.num_layers, init)
     transformer_names = {layer.name for layer in teacher.transformer_layers}
+    copied = []
     for layer in teacher.layers:
         if layer.weights and layer.name not in transformer_names:
             student.get_layer(layer.name).set_weights(layer.get_weights())
+            copied.append(layer.name)
     for student_layer, index in zip(student.transformer_layers, chosen):
         student_layer.set_weights(teacher.transformer_layers[index].get_weights())
+        copied.append(f"{student_layer.name} <- {teacher.transformer_layers[index].name}")
+    return {"mode": init, "copied": copied, "teacher_layers": chosen}
 
 
 def count_params(model: keras.Model) -> int:

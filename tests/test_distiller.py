@@ -11,6 +11,7 @@ import tensorflow as tf
 from conftest import random_batch, tiny_encoder
 from minilm_tf import MiniLMDistiller, build_student, save_encoder
 from minilm_tf.losses import MiniLMDistillationLoss, MiniLMv1Objective, relation_model
+from minilm_tf.teacher import set_feedforward_activation
 
 
 def _dataset(num_batches, seed):
@@ -77,6 +78,72 @@ def test_student_from_teacher_layers_copies_weights():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="init='random'"):
         build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, init="teacher_layers")
+
+
+@pytest.mark.parametrize("init,expected", [("teacher_layers", [0, 2, 5]),
+                                            ("teacher_bottom", [0, 1, 2])])
+def test_student_inits_copy_the_named_teacher_layers_and_activation(init, expected):
+    teacher = tiny_encoder(num_layers=6, seed=4)
+    teacher.hidden_act = "gelu"  # exact GELU, as all-MiniLM-L6-v2
+    set_feedforward_activation(teacher.backbone, "gelu")
+    student = build_student(teacher, num_layers=3, hidden_dim=32, num_heads=4, init=init)
+    assert student.metadata["init"]["teacher_layers"] == expected
+    assert student.hidden_act == "gelu"
+    batch = random_batch(batch=2, length=10, seed=5)
+    for s_layer, t_index in zip(student.backbone.transformer_layers, expected):
+        for a, b in zip(s_layer.get_weights(), teacher.backbone.transformer_layers[t_index].get_weights()):
+            np.testing.assert_array_equal(a, b)
+        x = 3 * np.random.default_rng(t_index).normal(size=(2, 10, 32)).astype("float32")
+        np.testing.assert_allclose(
+            s_layer(x).numpy(),
+            teacher.backbone.transformer_layers[t_index](x).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(
+        student.backbone.get_layer("token_embedding")(batch["token_ids"]).numpy(),
+        teacher.backbone.get_layer("token_embedding")(batch["token_ids"]).numpy())
+    random_student = build_student(teacher, num_layers=3, hidden_dim=32, num_heads=4, seed=1)
+    assert random_student.metadata["init"] == {"mode": "random", "copied": [], "teacher_layers": []}
+    assert random_student.hidden_act == "gelu_approximate"
+    with pytest.raises(ValueError, match="cannot copy layers of a 6-layer teacher"):
+        build_student(teacher, num_layers=7, hidden_dim=32, num_heads=4, init=init)
+
+
+@pytest.mark.parametrize("objective", ["hidden_mse", "embedding_mse", "minilm+100*embedding_mse"])
+def test_hidden_state_objectives_train_student_and_projection(objective):
+    teacher = tiny_encoder(num_layers=3, hidden_dim=32, num_heads=4, seed=1)
+    student = build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, seed=2)
+    distiller = MiniLMDistiller(teacher, student, objective=objective, normalize_embeddings=True)
+    # Hidden states need the whole student: its last feed-forward block is trained.
+    used = {v.path for v in distiller.student_variables}
+    assert any("feedforward" in p and "transformer_layer_1" in p for p in used)
+    projections = [v for layer in distiller.objective_layers for v in layer.trainable_variables]
+    assert len(projections) == 2  # widths 16 -> 32: one dense layer, kernel and bias
+    distiller.compile(optimizer=keras.optimizers.AdamW(3e-3))
+    heldout = _dataset(2, seed=100)
+    before = distiller.evaluate(heldout, return_dict=True, verbose=0)
+    teacher_weights = [w.numpy().copy() for w in teacher.backbone.weights]
+    projection_before = [v.numpy().copy() for v in projections]
+    distiller.fit(_dataset(6, seed=0), epochs=4, verbose=0)
+    after = distiller.evaluate(heldout, return_dict=True, verbose=0)
+    for old, new in zip(teacher_weights, teacher.backbone.weights):
+        assert np.array_equal(old, new.numpy()), new.path
+    assert all(not np.array_equal(a, b.numpy()) for a, b in zip(projection_before, projections))
+    assert after["loss"] < 0.9 * before["loss"]
+    np.testing.assert_allclose(
+        after["loss"],
+        sum(distiller.objective.weights[n] * after[n] for n in distiller.objective.component_names),
+        rtol=1e-5)
+
+
+def test_composite_distiller_config_round_trip():
+    teacher = tiny_encoder(num_layers=2, hidden_dim=32, num_heads=4, seed=1)
+    student = build_student(teacher, num_layers=1, hidden_dim=32, num_heads=4, seed=2)
+    distiller = MiniLMDistiller(teacher, student, objective="2*minilm+300*embedding_mse",
+                                embedding_pooling="cls")
+    clone = MiniLMDistiller.from_config(distiller.get_config())
+    assert clone.objective.weights == distiller.objective.weights
+    assert clone.objective.name == "2*minilm+300*embedding_mse"
+    assert [o.pooling for _, o in clone.objective.terms if hasattr(o, "pooling")] == ["cls"]
+    assert not clone.objective_layers  # equal widths: no projection
 
 
 def test_student_saves_as_keras_hub_preset(all_minilm, tmp_path):
