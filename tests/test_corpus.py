@@ -253,6 +253,7 @@ def test_bad_text_is_skipped_replaced_and_counted(tmp_path):
         empty_skipped=5,
         invalid_utf8_replaced=4,
         jsonl_records_skipped=4,
+        sources={str(tmp_path): {"documents": 8, "characters": sum(map(len, texts))}},
     )
 
 

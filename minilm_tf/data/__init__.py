@@ -5,6 +5,7 @@ from minilm_tf.data.corpus import (
     CorpusStats,
     build_pretraining_dataset,
     builtin_corpus,
+    count_tokens,
     load_tfds_texts,
     padding_fraction,
     read_text_sources,

@@ -33,6 +33,7 @@ __all__ = [
     "CorpusStats",
     "build_pretraining_dataset",
     "builtin_corpus",
+    "count_tokens",
     "load_tfds_texts",
     "padding_fraction",
     "read_text_sources",
@@ -147,6 +148,15 @@ def _as_dataset(texts: Sequence[str] | tf.data.Dataset) -> tf.data.Dataset:
     if not texts:
         raise ValueError("No texts to build a pre-training dataset from")
     return tf.data.Dataset.from_tensor_slices(tf.constant(texts, tf.string))
+
+
+def count_tokens(texts: Sequence[str], tokenizer, batch_size: int = 512) -> int:
+    """Tokens of `texts` under a keras-hub tokenizer (special tokens excluded)."""
+    total = 0
+    for start in range(0, len(texts), batch_size):
+        # keras-hub tokenizers return eager results as lists of id lists.
+        total += sum(map(len, tokenizer(list(texts[start:start + batch_size]))))
+    return total
 
 
 def padding_fraction(dataset: tf.data.Dataset, num_batches: int) -> float:

