@@ -33,8 +33,9 @@ from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
 from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
 from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
+from minilm_tf.losses import parse_objective
 from minilm_tf.optim import make_adamw
-from minilm_tf.student import build_student, count_params
+from minilm_tf.student import INITS, build_student, count_params
 from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
 
 # Config keys that must not change when a run resumes.
@@ -47,6 +48,7 @@ _IDENTITY_KEYS = (
     ("student", "hidden_dim"),
     ("student", "num_heads"),
     ("student", "intermediate_dim"),
+    ("student", "init"),
     ("data", "seq_length"),
 )
 
@@ -82,6 +84,9 @@ def validate_config(config: Mapping) -> None:
         resolve_jit_compile(train["jit_compile"])
     except ValueError as e:
         raise ValueError(f"train.{e}") from None
+    parse_objective(config["objective"])
+    if config["student"]["init"] not in INITS:
+        raise ValueError(f"student.init must be one of {INITS}, got {config['student']['init']!r}.")
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
@@ -100,13 +105,8 @@ def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
 
 
 def _sources(spec: str) -> list[str]:
-    """Expands `builtin:NAME` entries of a comma-separated source list."""
-    sources = []
-    for item in (s.strip() for s in spec.split(",") if s.strip()):
-        if item.startswith("builtin:"):
-            sources.extend(corpus.builtin_corpus(item.split(":", 1)[1]))
-        else:
-            sources.append(item)
+    """The entries of a comma-separated source list."""
+    sources = [s.strip() for s in spec.split(",") if s.strip()]
     if not sources:
         raise ValueError("data.sources is empty; name files, globs, builtin:bbc_news or tfds:...")
     return sources
@@ -117,6 +117,13 @@ def _datasets(config: Mapping, teacher: LoadedEncoder, input_batch: int):
     texts, stats = corpus.read_text_sources(
         _sources(data["sources"]), mode=data["mode"], text_field=data["text_field"]
     )
+    if isinstance(texts, list) and teacher.tokenizer is not None:
+        start = 0
+        for counts in stats.sources.values():
+            counts["tokens"] = corpus.count_tokens(
+                texts[start:start + counts["documents"]], teacher.tokenizer
+            )
+            start += counts["documents"]
     train_texts, heldout_texts = corpus.split_heldout(texts, data["heldout_fraction"], train["seed"])
     if isinstance(heldout_texts, list) and not heldout_texts:
         raise ValueError("The held-out split is empty; raise data.heldout_fraction or add text.")
@@ -283,6 +290,9 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             dropout=student_cfg["dropout"],
             seed=train["seed"],
         )
+    if config["objective"] == "none":
+        return _publish_undistilled(config_dict, workdir, teacher, student, chief)
+    with strategy.scope():
         distiller = MiniLMDistiller(
             teacher,
             student,
@@ -301,10 +311,11 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             optimizer=optimizer,
             jit_compile=resolve_jit_compile(train["jit_compile"]),
         )
-        optimizer.build(distiller.student_variables)
+        optimizer.build(distiller.distilled_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
         checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step,
-                                         rng=seed_states(student.backbone))
+                                         rng=seed_states(student.backbone),
+                                         **{layer.name: layer for layer in distiller.objective_layers})
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     if not chief:  # every worker must save; only the chief's copy is kept
@@ -377,8 +388,8 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             )
             reference_distiller.compile()
         reference = reference_distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
-    report = {
-        "config": config_dict,
+    report = _report_base(config_dict, workdir, teacher, student)
+    report.update({
         "steps": int(step.numpy()),
         "steps_this_session": int(step.numpy()) - start_step,
         "resumed_from_step": start_step,
@@ -390,23 +401,56 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         "heldout_loss_before": heldout_before,
         "heldout_loss_after": heldout_after,
         "heldout_loss_vs_reference_teacher": reference,
+        "corpus": vars(stats),
+    })
+    if chief:
+        csv_path = os.path.join(workdir, "metrics.csv")
+        if os.path.exists(csv_path):
+            report["plot"] = os.path.join(workdir, "loss_curves.png")
+            plot_losses(csv_path, report["plot"])
+        _publish(report, student)
+    return report
+
+
+def _report_base(config_dict: dict, workdir: str, teacher, student) -> dict:
+    """The report's fields of any run, distilled or not."""
+    return {
+        "config": config_dict,
+        "steps": 0,
+        "tokens_seen": 0,
+        "heldout_loss_before": None,
+        "heldout_loss_after": None,
         "teacher_params": count_params(teacher.backbone),
         "student_params": count_params(student.backbone),
-        "corpus": vars(stats),
+        "student_init": student.metadata["init"],
         "student_dir": os.path.join(workdir, "student"),
     }
+
+
+def _publish(report: dict, student: LoadedEncoder) -> None:
+    """Writes the student preset, then report.json (its presence marks a finished run)."""
+    with atomic_directory(report["student_dir"], overwrite=True) as tmp:
+        save_encoder(student, tmp)
+    atomic_write_json(os.path.join(os.path.dirname(report["student_dir"]), "report.json"), report)
+
+
+def _publish_undistilled(config_dict, workdir, teacher, student, chief) -> dict:
+    """objective='none': the initialised student is the result (a baseline)."""
+    report = _report_base(config_dict, workdir, teacher, student)
     if chief:
-        with atomic_directory(report["student_dir"], overwrite=True) as tmp:
-            save_encoder(student, tmp)
-        if os.path.exists(os.path.join(workdir, "metrics.csv")):
-            plot_losses(os.path.join(workdir, "metrics.csv"), os.path.join(workdir, "loss_curves.png"))
-            report["plot"] = os.path.join(workdir, "loss_curves.png")
-        atomic_write_json(os.path.join(workdir, "report.json"), report)
+        _publish(report, student)
     return report
 
 
 def summarize(report: Mapping) -> str:
     """A short human-readable result of a run."""
+    student = (
+        f"student ({report['student_params']:,} params, teacher "
+        f"{report['teacher_params']:,}; init {report['student_init']['mode']}): "
+        f"{report['student_dir']}"
+    )
+    if report["heldout_loss_before"] is None:  # objective 'none'
+        return f"no distillation (objective 'none'): the initialised {student}"
     before, after = report["heldout_loss_before"]["loss"], report["heldout_loss_after"]["loss"]
     return "\n".join(
         [
@@ -416,8 +460,7 @@ def summarize(report: Mapping) -> str:
             f"(padding {100 * report['padding_fraction']:.1f}%), wall {report['wall_time_s']:.0f} s",
             f"held-out distillation loss: {before:.4f} before -> {after:.4f} after "
             f"({100 * (1 - after / before):.1f}% lower)",
-            f"student ({report['student_params']:,} params, teacher "
-            f"{report['teacher_params']:,}): {report['student_dir']}",
+            student,
             f"report: {os.path.join(os.path.dirname(report['student_dir']), 'report.json')}",
         ]
     )
