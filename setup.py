@@ -10,7 +10,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=find_packages(include=["minilm_tf", "minilm_tf.*"]),
+    # configs/: the recipes, importable as `configs.NAME` (tools and users load them).
+    packages=find_packages(include=["minilm_tf", "minilm_tf.*", "configs"]),
     # The native kernels are compiled from source on the machine that runs them.
     package_data={"minilm_tf.kernels": ["*.cc"]},
     install_requires=[

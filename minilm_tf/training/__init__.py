@@ -1,0 +1,1 @@
+"""Runs that read configs and work directories: the objective study."""

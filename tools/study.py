@@ -1,0 +1,93 @@
+r"""Which student wins at a budget: MiniLM against what users would try instead.
+
+    python tools/study.py --config configs/demo_cpu.py --workdir runs/study \
+        --rows none/random,none/teacher_layers,hidden_mse/teacher_layers,\
+embedding_mse/teacher_layers,minilm/teacher_layers,minilmv2/teacher_layers \
+        --tasks rotten_tomatoes,bbc_news --seeds 0,1,2 --steps 200 \
+        --budgets 50,100 --curve_row minilm/teacher_layers
+
+Each row (OBJECTIVE/INIT) distils a student from the recipe (--config, with
+--config.* overrides) for --steps steps, the same token budget for every row
+(`none` rows: the initialised student, no distillation); the teacher and
+every student are then fine-tuned on every task once per seed with the same
+settings. Writes <workdir>/study.md, study.json and study.png (retention with
+seed-std error bars); with --budgets, the --curve_row row is also distilled
+at each budget: curve.json and curve.png (retention vs tokens).
+
+A task is a name tools/finetune.py knows (rotten_tomatoes, bbc_news, ...) or
+NAME=DIR with DIR/train.jsonl (and validation/test; .csv/.tsv too).
+
+Rerunning the same command resumes: finished distillations and fine-tunes
+are reused, unfinished ones resume from their checkpoints. Rows, tasks and
+seeds may be added on a rerun; the recipe, --steps and the fine-tuning
+settings may not.
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from minilm_tf.checkpointing import RunInterrupted
+from minilm_tf.training.study import Study, StudyConfig, parse_rows, parse_tasks
+
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "configs/demo_cpu.py", "Distillation recipe under configs/.", lock_config=True
+)
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "Study directory (resumed when it exists).")
+flags.DEFINE_list("rows", ["none/teacher_layers", "minilm/teacher_layers"],
+                  "OBJECTIVE/INIT pairs; objectives: minilm, minilmv2, hidden_mse, "
+                  "embedding_mse, none, or weighted sums (minilm+300*embedding_mse); "
+                  "inits: random, teacher_layers, teacher_bottom.")
+flags.DEFINE_list("tasks", ["rotten_tomatoes", "bbc_news"], "Tasks: NAME or NAME=DIR.")
+flags.DEFINE_list("seeds", ["0", "1", "2"], "Fine-tuning seeds.")
+flags.DEFINE_integer("steps", None, "Distillation steps per row (default: the recipe's).")
+flags.DEFINE_list("budgets", [], "Distillation steps of the curve (with --curve_row).")
+flags.DEFINE_string("curve_row", None, "The OBJECTIVE/INIT row of the curve.")
+flags.DEFINE_integer("epochs", 2, "Fine-tuning epochs.")
+flags.DEFINE_integer("sequence_length", 64, "Fine-tuning sequence length.")
+flags.DEFINE_integer("max_train_examples", 2000, "Fine-tuning train cap per task (seeded).")
+flags.DEFINE_float("learning_rate", 5e-5, "Fine-tuning peak learning rate.")
+
+
+def _config() -> StudyConfig:
+    recipe = _CONFIG.value
+    return StudyConfig(
+        distill=recipe,
+        rows=parse_rows(FLAGS.rows),
+        tasks=parse_tasks(FLAGS.tasks),
+        seeds=[int(s) for s in FLAGS.seeds],
+        steps=FLAGS.steps or recipe.train.steps,
+        finetune={"epochs": FLAGS.epochs, "sequence_length": FLAGS.sequence_length,
+                  "max_train_examples": FLAGS.max_train_examples,
+                  "learning_rate": FLAGS.learning_rate},
+        budgets=[int(b) for b in FLAGS.budgets],
+        curve_row=parse_rows([FLAGS.curve_row])[0] if FLAGS.curve_row else None,
+    )
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if not FLAGS.workdir:
+        raise app.UsageError("--workdir is required.")
+    try:
+        study = Study(_config(), FLAGS.workdir, log=logging.info)
+        study.run()
+    except RunInterrupted as e:
+        logging.warning("%s", e)
+        return 130
+    except (ValueError, FileNotFoundError) as e:
+        logging.debug("Traceback:", exc_info=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    with open(f"{study.workdir}/study.md", encoding="utf-8") as f:
+        print(f.read())
+    print(f"wrote {study.workdir}/study.md, study.json, study.png"
+          + (", curve.json, curve.png" if study.curve_rows else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    app.run(main)
