@@ -58,6 +58,7 @@ def test_tool_assistant_auto_two_stages_and_resume(tmp_path):
     args = [
         sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={tmp_path / 'run'}",
         "--assistant=auto", f"--config.data.sources={corpus}", "--config.data.mode=lines",
+        "--config.student.init=random",
         "--config.student.num_layers=2", "--config.student.hidden_dim=96",
         "--config.student.num_heads=12", "--config.train.batch_size=2",
         "--config.data.seq_length=16", "--config.train.steps=4", "--config.train.log_every=2",

