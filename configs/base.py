@@ -3,11 +3,17 @@
 Keys (all overridable on the command line, e.g. --config.train.steps=100):
   teacher: load_teacher spec (built-in name, HF dir, keras-hub preset dir/name).
   teacher_layer: teacher layer to distill from (-1 = last; negative counts down).
-  objective: "minilm" (v1: attention + value relation) or "minilmv2" (Q-Q/K-K/V-V).
+  objective: "minilm" (v1: attention + value relation), "minilmv2" (Q-Q/K-K/V-V),
+    "hidden_mse" (last hidden states), "embedding_mse" (the teacher's pooled,
+    normalised sentence embedding), "none" (no distillation: the initialised
+    student), or a weighted sum such as "minilm+300*embedding_mse".
   num_relation_heads: MiniLMv2 relation heads (0 = 48); ignored by v1.
   student: num_layers, hidden_dim, num_heads, intermediate_dim (0 = teacher's
-    ratio), init ("random" | "teacher_layers"), dropout.
-  data: sources (comma-separated files/dirs/globs, builtin:bbc_news, tfds:NAME),
+    ratio), init ("random" | "teacher_layers": evenly spaced teacher layers |
+    "teacher_bottom": the first ones; both need the teacher's widths), dropout.
+  data: sources (comma-separated files/dirs/globs, tfds:NAME, and the built-in
+    offline corpora builtin:bbc_news, builtin:speeches,
+    builtin:guardian_headlines, builtin:hamlet),
     mode ("lines" | "documents"), text_field (JSONL/TFDS key), seq_length,
     sentence_pairs, heldout_fraction, shuffle_buffer, tokenization ("keras_hub"|"hf").
   train: batch_size (global), steps, learning_rate, warmup_steps, weight_decay,
