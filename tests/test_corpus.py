@@ -334,3 +334,42 @@ def test_builtin_text_corpora_are_real_documents_and_not_evaluation_data():
     assert len(lines) > 1000 and line_stats.sources["builtin:hamlet"]["documents"] == len(lines)
     with pytest.raises(ValueError, match="Unknown built-in corpus 'wiki'"):
         read_text_sources(["builtin:wiki"])
+
+
+def test_special_files_and_symlink_loops_are_skipped_and_counted(tmp_path, caplog):
+    import socket
+    import threading
+
+    (tmp_path / "doc.txt").write_text("kept line\n")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    (tmp_path / "dangling.txt").symlink_to(tmp_path / "missing.txt")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(tmp_path / "sock"))
+    result: dict = {}
+
+    def read():
+        try:
+            result["value"] = read_text_sources([str(tmp_path)], mode="lines")
+        except BaseException as error:  # reported in the main thread
+            result["error"] = error
+
+    try:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=30)
+        if reader.is_alive():
+            # Unblock the reader stuck in open() on the FIFO, then fail.
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+            reader.join(timeout=10)
+            pytest.fail("reading a corpus directory with a FIFO hung")
+    finally:
+        sock.close()
+    assert "error" not in result, result.get("error")
+    texts, stats = result["value"]
+    assert texts == ["kept line"]
+    assert (stats.files_read, stats.special_files_skipped, stats.broken_links_skipped) == (1, 2, 2)
+    logged = caplog.text
+    assert f"{fifo}: not a regular file" in logged and f"{tmp_path / 'sock'}: not a regular" in logged
+    assert f"broken symbolic link {tmp_path / 'loop'}" in logged

@@ -1,8 +1,9 @@
 """Host-side reading of raw pre-training text: files, JSONL, TFDS and built-ins.
 
 Everything here runs in Python before the `tf.data` graph is built. Bad input
-never raises: binary files, invalid UTF-8, empty lines and malformed JSONL
-records are skipped or repaired and counted in a `CorpusStats`.
+never raises: binary files, special files (FIFOs, sockets, devices), broken
+symbolic links (loops, dangling targets), invalid UTF-8, empty lines and
+malformed JSONL records are skipped or repaired and counted in a `CorpusStats`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import dataclasses
 import glob
 import json
 import os
+import stat as stat_lib
 from collections.abc import Iterable, Sequence
 
 import tensorflow as tf
@@ -39,6 +41,11 @@ class CorpusStats:
     Attributes:
       files_read: text files read (binary files excluded).
       files_skipped_binary: files skipped because they look binary.
+      special_files_skipped: entries skipped because they are not regular
+        files (FIFOs, sockets, character or block devices), which could
+        block reading forever.
+      broken_links_skipped: symbolic links skipped because they cannot be
+        resolved (a link loop or a missing target).
       lines_or_docs: texts kept (lines, documents or JSONL records).
       empty_skipped: empty or whitespace-only texts dropped.
       invalid_utf8_replaced: invalid UTF-8 byte sequences (and lone surrogates
@@ -52,6 +59,8 @@ class CorpusStats:
 
     files_read: int = 0
     files_skipped_binary: int = 0
+    special_files_skipped: int = 0
+    broken_links_skipped: int = 0
     lines_or_docs: int = 0
     empty_skipped: int = 0
     invalid_utf8_replaced: int = 0
@@ -142,7 +151,23 @@ def _walk(directory: str) -> list[str]:
 
 
 def _read_file(path: str, mode: str, text_field: str, stats: CorpusStats) -> list[str]:
-    """Returns the non-empty texts of one file, updating `stats`."""
+    """Returns the non-empty texts of one file, updating `stats`.
+
+    Only regular files are opened: opening a FIFO blocks until a writer
+    appears, so special files and unresolvable links are skipped and counted.
+    """
+    try:
+        mode_bits = os.stat(path).st_mode
+    except OSError as error:
+        if not os.path.islink(path):
+            raise
+        logging.warning("Skipping broken symbolic link %s: %s", path, error.strerror)
+        stats.broken_links_skipped += 1
+        return []
+    if not stat_lib.S_ISREG(mode_bits):
+        logging.warning("Skipping %s: not a regular file (FIFO, socket or device)", path)
+        stats.special_files_skipped += 1
+        return []
     with open(path, "rb") as f:
         data = f.read()
     if b"\x00" in data[:BINARY_SNIFF_BYTES]:
