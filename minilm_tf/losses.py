@@ -1,21 +1,30 @@
-"""Distillation objectives: MiniLM (v1), MiniLMv2, hidden-state and embedding MSE.
+"""Distillation objectives: MiniLM (v1) and MiniLMv2, and building any objective by name.
 
-An objective takes the teacher's and the student's relation features, dicts
-with `queries`, `keys`, `values` ([B, T, H, d] or [B, T, D]) and
-`padding_mask` ([B, T]), and returns one per-example loss tensor [B] per
-component. `MiniLMDistillationLoss` packages an objective as a
-`keras.distillation.DistillationLoss` for users of `keras.distillation`.
+A relation objective takes the teacher's and the student's relation
+features, dicts with `queries`, `keys`, `values` ([B, T, H, d] or [B, T, D])
+and `padding_mask` ([B, T]), and returns one per-example loss tensor [B] per
+component (the interface: `minilm_tf.objective.Objective`).
+`make_objective` builds these, the hidden-state objectives of
+`minilm_tf.state_losses` and weighted sums from a name such as
+`minilm+300*embedding_mse`. `MiniLMDistillationLoss` packages a relation
+objective as a `keras.distillation.DistillationLoss`.
 """
 
-from typing import Mapping, Sequence
+from typing import Mapping
 
 import keras
 import tensorflow as tf
 
-from minilm_tf import relations, representations
+from minilm_tf import relations
 from minilm_tf.layers import SelfAttentionRelations
+from minilm_tf.objective import CompositeObjective, Features, Objective, component_weights
+from minilm_tf.state_losses import EmbeddingMSE, HiddenStateMSE
 
-Features = Mapping[str, tf.Tensor]
+__all__ = [
+    "CompositeObjective", "EmbeddingMSE", "HiddenStateMSE", "MiniLMDistillationLoss",
+    "MiniLMObjective", "MiniLMv1Objective", "MiniLMv2Objective", "OBJECTIVES", "Objective",
+    "make_objective", "parse_objective", "relation_model",
+]
 
 
 def _flat(x: tf.Tensor) -> tf.Tensor:
@@ -24,60 +33,6 @@ def _flat(x: tf.Tensor) -> tf.Tensor:
         shape = tf.shape(x)
         return tf.reshape(x, [shape[0], shape[1], x.shape[2] * x.shape[3]])
     return x
-
-
-class Objective:
-    """Base of every distillation objective: named per-example loss components.
-
-    An objective maps the teacher's and the student's features (dicts from
-    `SelfAttentionRelations`: `queries`, `keys`, `values` when
-    `needs_relations`, `sequence_output` when `needs_sequence_output`, and
-    always `padding_mask`) to one per-example loss tensor [B] per component;
-    `total` is their weighted sum. Objectives with trainable parts (a
-    projection from the student's width to the teacher's) create them in
-    `build` and list them in `layers`; the distiller trains and checkpoints
-    them beside the student.
-    """
-
-    name: str = ""
-    needs_relations: bool = False
-    needs_sequence_output: bool = False
-    num_relation_heads: int | None = None
-    weights: dict[str, float] = {}
-
-    @property
-    def component_names(self) -> tuple[str, ...]:
-        return tuple(self.weights)
-
-    @property
-    def layers(self) -> list:
-        """Keras layers with trainable weights (projections), once built."""
-        return []
-
-    def validate(
-        self, teacher_heads: int, teacher_dim: int, student_heads: int, student_dim: int
-    ) -> None:
-        """Raises ValueError when teacher and student cannot be paired."""
-
-    def build(self, teacher_dim: int, student_dim: int) -> None:
-        """Creates trainable parts for these widths (none by default)."""
-
-    def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
-        raise NotImplementedError  # every concrete objective defines it
-
-    def total(self, components: Mapping[str, tf.Tensor]) -> tf.Tensor:
-        """Weighted sum of components (works for per-example or scalar ones)."""
-        return tf.add_n([self.weights[name] * components[name] for name in self.weights])
-
-
-def _component_weights(names, weights: Mapping[str, float] | None, owner: str) -> dict:
-    weights = dict(weights or {})
-    unknown = set(weights) - set(names)
-    if unknown:
-        raise ValueError(
-            f"Unknown loss weight(s) {sorted(unknown)} for {owner}; valid names: {sorted(names)}."
-        )
-    return {name: float(weights.get(name, 1.0)) for name in names}
 
 
 class MiniLMObjective(Objective):
@@ -95,7 +50,7 @@ class MiniLMObjective(Objective):
             raise ValueError(f"num_relation_heads must be positive, got {num_relation_heads}.")
         self.num_relation_heads = int(num_relation_heads)
         self.name = self.version
-        self.weights = _component_weights(self.relations_used, weights, self.version)
+        self.weights = component_weights(self.relations_used, weights, self.version)
 
     def validate(
         self, teacher_heads: int, teacher_dim: int, student_heads: int, student_dim: int
@@ -180,145 +135,6 @@ class MiniLMv2Objective(MiniLMObjective):
         "key_relation_loss": ("keys", "keys"),
         "value_relation_loss": ("values", "values"),
     }
-
-
-class _Projected(Objective):
-    """An objective on the models' hidden states, with a learned projection
-    (a dense layer, student width -> teacher width) when the widths differ."""
-
-    needs_sequence_output = True
-
-    def __init__(self, weight_names, weights):
-        self.weights = _component_weights(weight_names, weights, self.name)
-        self.projection = None
-
-    @property
-    def layers(self) -> list:
-        return [self.projection] if self.projection is not None else []
-
-    def build(self, teacher_dim: int, student_dim: int) -> None:
-        if teacher_dim != student_dim and self.projection is None:
-            self.projection = keras.layers.Dense(teacher_dim, name=f"{self.name}_projection")
-            self.projection.build((None, student_dim))
-
-    def _project(self, x: tf.Tensor) -> tf.Tensor:
-        return x if self.projection is None else self.projection(x)
-
-
-class HiddenStateMSE(_Projected):
-    """Mean squared error between the teacher's and the student's last hidden
-    states, per real token (TinyBERT's hidden-state loss on the last layer).
-
-    The student's states go through a learned projection to the teacher's
-    width when the widths differ. Component: `hidden_mse_loss`.
-    """
-
-    name = "hidden_mse"
-
-    def __init__(self, weights: Mapping[str, float] | None = None):
-        super().__init__(("hidden_mse_loss",), weights)
-
-    def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
-        s = self._project(student["sequence_output"])
-        loss = representations.hidden_mse(teacher["sequence_output"], s, student["padding_mask"])
-        return {"hidden_mse_loss": loss}
-
-
-class EmbeddingMSE(_Projected):
-    """Mean squared error between the teacher's and the student's sentence
-    embeddings (sentence-transformers' distillation recipe).
-
-    Both embeddings are pooled over real tokens with the teacher's pooling
-    (`mean`, `cls` or `max`) and L2-normalised when the teacher normalises
-    (its sentence-transformers `Normalize` module); the student's hidden
-    states are projected to the teacher's width first when the widths
-    differ. Component: `embedding_mse_loss`. For unit-length embeddings the
-    loss is (2 - 2 cos) / D, so it is small: weight it up when it is one
-    term of a sum (e.g. `minilm+300*embedding_mse`).
-
-    Args:
-        pooling: pooling mode; default `mean`.
-        normalize: L2-normalise both embeddings; default False.
-        weights: optional weight for `embedding_mse_loss`.
-    """
-
-    name = "embedding_mse"
-
-    def __init__(
-        self,
-        pooling: str = "mean",
-        normalize: bool = False,
-        weights: Mapping[str, float] | None = None,
-    ):
-        if pooling not in representations.POOLING_MODES:
-            raise ValueError(
-                f"Unknown pooling {pooling!r}; use one of {representations.POOLING_MODES}."
-            )
-        super().__init__(("embedding_mse_loss",), weights)
-        self.pooling = pooling
-        self.normalize = bool(normalize)
-
-    def embed(self, hidden: tf.Tensor, padding_mask: tf.Tensor) -> tf.Tensor:
-        """Pooled (and normalised, when configured) [B, D] float32 embeddings."""
-        pooled = representations.pool(hidden, padding_mask, self.pooling)
-        return representations.l2_normalize(pooled) if self.normalize else pooled
-
-    def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
-        mask = student["padding_mask"]
-        t = self.embed(teacher["sequence_output"], mask)
-        s = self.embed(self._project(student["sequence_output"]), mask)
-        return {"embedding_mse_loss": representations.embedding_mse(t, s)}
-
-
-class CompositeObjective(Objective):
-    """A weighted sum of objectives, e.g. MiniLM + sentence-embedding MSE.
-
-    Args:
-        terms: `(weight, objective)` pairs; their component names must differ.
-    """
-
-    def __init__(self, terms: Sequence[tuple[float, Objective]]):
-        if len(terms) < 2:
-            raise ValueError("A composite objective needs at least two terms.")
-        self.terms = [(float(w), objective) for w, objective in terms]
-        self.weights = {}
-        for weight, objective in self.terms:
-            if not weight > 0:
-                raise ValueError(f"Term weights must be positive, got {weight} for {objective.name}.")
-            for name, value in objective.weights.items():
-                if name in self.weights:
-                    raise ValueError(
-                        f"Objectives {[o.name for _, o in self.terms]} both have the component "
-                        f"{name!r}; combine objectives whose components differ."
-                    )
-                self.weights[name] = weight * value
-        self.name = "+".join(
-            objective.name if weight == 1 else f"{weight:g}*{objective.name}"
-            for weight, objective in self.terms
-        )
-        self.needs_relations = any(o.needs_relations for _, o in self.terms)
-        self.needs_sequence_output = any(o.needs_sequence_output for _, o in self.terms)
-        heads = [o.num_relation_heads for _, o in self.terms if o.num_relation_heads]
-        self.num_relation_heads = heads[0] if heads else None
-
-    @property
-    def layers(self) -> list:
-        return [layer for _, objective in self.terms for layer in objective.layers]
-
-    def validate(self, teacher_heads, teacher_dim, student_heads, student_dim) -> None:
-        for _, objective in self.terms:
-            objective.validate(teacher_heads, teacher_dim, student_heads, student_dim)
-
-    def build(self, teacher_dim: int, student_dim: int) -> None:
-        for _, objective in self.terms:
-            objective.build(teacher_dim, student_dim)
-
-    def __call__(self, teacher: Features, student: Features) -> dict[str, tf.Tensor]:
-        components = {}
-        for _, objective in self.terms:
-            components.update(objective(teacher, student))
-        return components
-
 
 # Accepted spellings of each objective name (lower case, without - and _).
 _OBJECTIVE_ALIASES = {
