@@ -281,14 +281,15 @@ def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float =
                       clipnorm=clipnorm)
 
 
-def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
+def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True,
+                       fast_paths: Optional[bool] = None) -> None:
     """Loss and metric for the task kind. `jit_compile`: XLA-compile the
     train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines).
-    Steps that are not XLA-compiled trace with `minilm_tf.fast_paths`
-    (oneDNN's paths); inside an XLA-compiled step they cost time: an
-    all-MiniLM-L6-v2 fine-tuning step at 32 x 64 took 2.9 s with them and
-    1.7 s without on an AVX2 CPU (docs/performance.md)."""
-    if not jit_compile:
+    `fast_paths`: trace the steps with `minilm_tf.fast_paths` (oneDNN's
+    paths); None (default): only steps that are not XLA-compiled, because
+    inside XLA they cost time (`tools/benchmark_finetune.py`; numbers in
+    docs/performance.md)."""
+    if fast_paths if fast_paths is not None else not jit_compile:
         trace_steps_with_fast_paths(model)
     if kind == cdata.REGRESSION:
         model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),

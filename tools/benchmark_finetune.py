@@ -1,0 +1,77 @@
+r"""Milliseconds per fine-tuning step: the classification step of tools/finetune.py.
+
+    python tools/benchmark_finetune.py --model all-minilm-l6-v2 --seq_len 64 \
+        --jit_compile true --compare_fast_paths
+
+Builds the task model and optimizer exactly as `run_finetune` does (keras-hub
+TextClassifier head, AdamW with BERT's schedule) and times `train_on_batch`
+on a fixed batch of random token ids (all positions real). With
+--compare_fast_paths, a second model of the same encoder is compiled with the
+other `fast_paths` setting and the two are stepped alternately in this
+process, so both see the same machine load; medians and their ratio are
+printed.
+"""
+
+import statistics
+import time
+
+import numpy as np
+from absl import app, flags
+
+from minilm_tf import load_teacher
+from minilm_tf.distribute import resolve_jit_compile
+from minilm_tf.tasks import finetune
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", "all-minilm-l6-v2", "Encoder spec (load_teacher).")
+flags.DEFINE_integer("batch_size", 32, "Examples per step.")
+flags.DEFINE_integer("seq_len", 64, "Tokens per example.")
+flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the step.")
+flags.DEFINE_enum("fast_paths", "auto", ["auto", "on", "off"],
+                  "minilm_tf.fast_paths in the step (auto: only without XLA).")
+flags.DEFINE_bool("compare_fast_paths", False, "Also time the other fast_paths setting.")
+flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (the first traces and compiles).")
+flags.DEFINE_integer("steps", 8, "Timed steps per model.")
+
+
+def _model(jit: bool, fast_paths: bool | None):
+    encoder = load_teacher(FLAGS.model)
+    model = finetune.build_task_model(encoder.backbone, 2)
+    optimizer = finetune.make_optimizer(5e-5, total_steps=1000)
+    finetune.compile_task_model(model, "classification", optimizer, jit, fast_paths)
+    return model
+
+
+def main(argv):
+    del argv
+    jit = resolve_jit_compile(FLAGS.jit_compile)
+    chosen = {"auto": None, "on": True, "off": False}[FLAGS.fast_paths]
+    effective = chosen if chosen is not None else not jit
+    settings = [effective] + ([not effective] if FLAGS.compare_fast_paths else [])
+    models = [_model(jit, fast) for fast in settings]
+    rng = np.random.default_rng(0)
+    shape = (FLAGS.batch_size, FLAGS.seq_len)
+    x = {"token_ids": rng.integers(1000, 20000, shape).astype("int32"),
+         "segment_ids": np.zeros(shape, "int32"), "padding_mask": np.ones(shape, "int32")}
+    y = rng.integers(0, 2, FLAGS.batch_size).astype("int32")
+    for model in models:
+        for _ in range(FLAGS.warmup_steps):
+            model.train_on_batch(x, y)
+    times = [[] for _ in models]
+    for _ in range(FLAGS.steps):
+        for model, record in zip(models, times):
+            start = time.perf_counter()
+            model.train_on_batch(x, y)
+            record.append(time.perf_counter() - start)
+    print(f"{FLAGS.model}, batch {FLAGS.batch_size} x {FLAGS.seq_len}, XLA {jit}")
+    medians = {}
+    for fast, record in zip(settings, times):
+        medians[fast] = statistics.median(record)
+        print(f"  fast_paths {'on' if fast else 'off'}: {1000 * medians[fast]:.0f} ms/step "
+              f"median (min {1000 * min(record):.0f}, max {1000 * max(record):.0f}), "
+              f"{FLAGS.batch_size / medians[fast]:.1f} examples/s")
+    if len(medians) == 2:
+        print(f"  step time with / without fast paths: {medians[True] / medians[False]:.2f}")
+
+if __name__ == "__main__":
+    app.run(main)
