@@ -2,6 +2,9 @@
 
 import json
 import os
+import resource
+import shlex
+import signal
 import subprocess
 import sys
 
@@ -25,10 +28,10 @@ TINY = [
 ]
 
 
-def distill(workdir, *args, check=True):
+def distill(workdir, *args, check=True, preexec_fn=None):
     result = subprocess.run(
         [sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={workdir}", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True, text=True, cwd=ROOT, timeout=600, preexec_fn=preexec_fn,
     )
     if check and result.returncode != 0:
         raise AssertionError(result.stdout + result.stderr[-3000:])
@@ -82,6 +85,21 @@ def test_unknown_config_key_is_a_clear_error(tmp_path):
     assert "unknown config key" in result.stderr and "stepz" in result.stderr
 
 
+def test_unknown_config_key_error_names_only_the_bad_key(tmp_path):
+    result = distill(tmp_path, "--config.train.steps=3", "--config.trian.lr=1",
+                     "--config.data.seq_length=16", check=False)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        'error: unknown config key --config.trian.lr (did you mean "train"?); '
+        "configs/base.py lists every valid key."
+    )
+    nested = distill(tmp_path, "--config.train.steps.x=1", "--config.data.mode=lines",
+                     check=False)
+    assert nested.stderr.strip().splitlines()[-1] == (
+        "error: unknown config key --config.train.steps.x; configs/base.py lists every valid key."
+    )
+
+
 def test_invalid_value_is_a_clear_error(tmp_path):
     result = distill(tmp_path, *TINY, "--config.train.steps=0", check=False)
     assert "train.steps must be positive, got 0" in result.stderr
@@ -118,3 +136,50 @@ def test_composite_objective_with_projection_resumes(tmp_path):
     assert set(report["heldout_loss_after"]) == {
         "loss", "attention_loss", "value_relation_loss", "embedding_mse_loss"}
     assert report["corpus"]["sources"]["builtin:bbc_news"]["tokens"] > 1_000_000
+
+
+@pytest.fixture(scope="module")
+def small_corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("corpus") / "corpus.txt"
+    path.write_text("".join(
+        f"Sentence number {i} talks about {w} and the weather in town {i % 7}.\n"
+        for i, w in enumerate(["cats", "markets", "music", "football", "science"] * 40)
+    ))
+    return str(path)
+
+
+def _small(corpus, steps):
+    """TINY on a 200-line corpus file instead of the 2225 bbc_news articles."""
+    return [a for a in TINY if not a.startswith("--config.data.sources=")] + [
+        f"--config.data.sources={corpus}", "--config.data.mode=lines",
+        "--config.data.heldout_fraction=0.2", "--config.eval.heldout_batches=1",
+        f"--config.train.steps={steps}",
+    ]
+
+
+def test_full_disk_during_checkpoint_is_a_one_line_error(tmp_path, small_corpus):
+    def small_disk():  # files larger than 4 MB fail to write, like a full disk
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))
+
+    result = distill(tmp_path, *_small(small_corpus, 2), check=False, preexec_fn=small_disk)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "Could not write checkpoint 2" in errors[0]
+    assert "free disk space and rerun the same command to resume" in errors[0]
+
+
+def test_next_command_is_quoted_and_uses_this_interpreter(tmp_path, small_corpus):
+    workdir = tmp_path / "my run; dir"
+    result = distill(workdir, *_small(small_corpus, 2))
+    lines = result.stdout.splitlines()
+    command = shlex.split(lines[lines.index("next: fine-tune and evaluate the student with") + 1])
+    assert command[:2] == [sys.executable, os.path.join(ROOT, "tools", "finetune.py")]
+    args = dict(zip(command[2::2], command[3::2]))
+    assert args == {
+        "--model": str(workdir / "student"),
+        "--task": "rotten_tomatoes",
+        "--workdir": str(workdir / "finetune_rotten_tomatoes"),
+    }
+    assert (workdir / "student" / "config.json").is_file()

@@ -8,6 +8,8 @@ Unknown config keys are an error. See configs/base.py for every key.
 """
 
 import os
+import re
+import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,13 +23,37 @@ from minilm_tf.assistant import (  # noqa: E402
     run_with_assistant,
     summarize_assistant,
 )
+from minilm_tf.checkpointing import CheckpointWriteError  # noqa: E402
 from minilm_tf.run import RunInterrupted, run_distillation, summarize  # noqa: E402
 
+
 def _unknown_key(error: Exception) -> None:
-    overrides = [a.split("=")[0] for a in sys.argv if a.startswith("--config.")]
+    """Exits naming the `--config.` override whose key does not exist.
+
+    ml_collections raises a KeyError (sometimes wrapped in an AttributeError)
+    whose message starts with the missing key in quotes, or ends with
+    "Attempting to lookup: PATH" when a path goes through a non-dict value.
+    """
+    while error.args and isinstance(error.args[0], BaseException):
+        error = error.args[0]
+    message = str(error.args[0]) if error.args else str(error)
+    overrides = [
+        a.split("=", 1)[0][len("--config."):] for a in sys.argv if a.startswith("--config.")
+    ]
+    lookup = re.search(r"Attempting to lookup: (\S+)", message)
+    missing = re.match(r"'([^']+)'", message)
+    if lookup:
+        bad = [lookup.group(1)]
+    elif missing:
+        bad = [o for o in overrides if missing.group(1) in o.split(".")] or [missing.group(1)]
+    else:
+        bad = [message.splitlines()[0] if message else type(error).__name__]
+    suggestion = re.search(r'Did you mean "([^"]+)"', message)
     sys.exit(
-        f"error: unknown config key {error} in {', '.join(overrides)}; "
-        "configs/base.py lists every valid key."
+        "error: unknown config key "
+        + ", ".join(f"--config.{b}" if b in overrides else repr(b) for b in dict.fromkeys(bad))
+        + (f' (did you mean "{suggestion.group(1)}"?)' if suggestion else "")
+        + "; configs/base.py lists every valid key."
     )
 
 
@@ -69,18 +95,22 @@ def main(argv):
     except RunInterrupted as e:
         logging.warning("%s", e)
         sys.exit(130)
-    except (ValueError, FileNotFoundError) as e:
-        # Bad configs, data or work directories: the message says what to
-        # change; the traceback is there with --v=1.
+    except (ValueError, FileNotFoundError, CheckpointWriteError) as e:
+        # Bad configs, data or work directories, or a full disk: the message
+        # says what to change; the traceback is there with --v=1.
         logging.debug("Traceback:", exc_info=True)
         sys.exit(f"error: {e}")
     print(f"route: {reason}")
     print(summarize_assistant(report) if use_assistant else summarize(report))
-    print(
-        "next: fine-tune and evaluate the student with\n"
-        f"  python tools/finetune.py --model {report['student_dir']} --task rotten_tomatoes "
-        f"--workdir {os.path.join(os.path.dirname(report['student_dir']), 'finetune_rotten_tomatoes')}"
-    )
+    finetune = [
+        sys.executable,
+        os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune.py"),
+        "--model", report["student_dir"],
+        "--task", "rotten_tomatoes",
+        "--workdir",
+        os.path.join(os.path.dirname(report["student_dir"]), "finetune_rotten_tomatoes"),
+    ]
+    print(f"next: fine-tune and evaluate the student with\n  {shlex.join(finetune)}")
 
 
 if __name__ == "__main__":
