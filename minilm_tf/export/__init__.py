@@ -5,15 +5,20 @@
 * `export_saved_model(source, export_dir, model_name)`: TF Serving layout
   `<export_dir>/<model_name>/<version>/`, strings in (tokenised in the graph),
   plus a token-id signature; `verify_saved_model` checks it.
+* `export_hf(encoder, directory)`: a BERT encoder as a Hugging Face /
+  sentence-transformers model directory (config.json, model.safetensors,
+  tokenizer files, modules.json ...); `keras_parity_reference` writes what
+  Keras computes, for `tools/check_hf_parity.py` to compare in torch.
 * `convert_tflite(source, mode, with_tokenizer)`: float32 / dynamic-range
   int8 / float16 / full-integer int8 TFLite, optionally with a tokenizer
   that runs on the pip LiteRT interpreter; `check_tflite` compares it with
   Keras.
 
 See docs/export.md and tools/export_savedmodel.py, tools/export_tflite.py,
-tools/benchmark_inference.py.
+tools/export_hf.py, tools/benchmark_inference.py.
 """
 
+from minilm_tf.export.hf import export_hf, keras_parity_reference
 from minilm_tf.export.savedmodel import (
     SERVING_DEFAULT,
     TOKEN_IDS_SIGNATURE,
@@ -48,7 +53,9 @@ __all__ = [
     "compute_outputs",
     "convert_tflite",
     "encoder_source",
+    "export_hf",
     "export_saved_model",
+    "keras_parity_reference",
     "keras_reference",
     "list_versions",
     "load_source",
