@@ -267,8 +267,6 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
     _set_precision(train["precision"])
     strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
     chief = is_chief(strategy)
-    if chief:
-        atomic_write_json(config_path, config_dict)
 
     keras.utils.set_random_seed(train["seed"])
     with strategy.scope():
@@ -291,6 +289,8 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
             seed=train["seed"],
         )
     if config["objective"] == "none":
+        if chief:
+            atomic_write_json(config_path, config_dict)
         return _publish_undistilled(config_dict, workdir, teacher, student, chief)
     with strategy.scope():
         distiller = MiniLMDistiller(
@@ -316,6 +316,11 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         checkpoint = tf.train.Checkpoint(student=student.backbone, optimizer=optimizer, step=step,
                                          rng=seed_states(student.backbone),
                                          **{layer.name: layer for layer in distiller.objective_layers})
+    # Written only now that the teacher, student and distiller are built: a
+    # start that fails on its config (seq_length beyond the teacher's position
+    # embeddings, a bad teacher_layer) must not pin the workdir to that config.
+    if chief:
+        atomic_write_json(config_path, config_dict)
 
     checkpoint_dir = os.path.join(workdir, "checkpoints")
     if not chief:  # every worker must save; only the chief's copy is kept

@@ -161,6 +161,19 @@ def test_bad_config_values(key, value, message):
         validate_config(_config(**{key: value}))
 
 
+def test_failed_start_does_not_pin_the_workdir_to_its_config(tmp_path, corpus):
+    workdir = tmp_path / "run"
+    code, out = _run(workdir, _tiny_args(corpus, 2, ["--config.data.seq_length=100000"]))
+    assert code == 1
+    assert "error: data.seq_length=100000 exceeds the teacher's position embeddings (512)" in out
+    code, out = _run(workdir, _tiny_args(corpus, 2))  # the fixed command, same workdir
+    assert code == 0, out[-3000:]
+    assert "different setup" not in out
+    assert json.loads((workdir / "report.json").read_text())["steps"] == 2
+    saved = json.loads((workdir / "run_config.json").read_text())
+    assert saved["data"]["seq_length"] == 32
+
+
 def test_incompatible_resume_names_the_mismatch():
     saved = demo_cpu.get_config().to_dict()
     new = _config(student__num_layers=4, data__seq_length=256).to_dict()
