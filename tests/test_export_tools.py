@@ -88,6 +88,22 @@ def test_export_tflite_tool(models):
     assert row["token_ids_identical"].split("/")[0] == row["token_ids_identical"].split("/")[1]
 
 
+def test_export_tflite_name_cannot_escape_output_dir(tmp_path):
+    preset = testing.save_tiny_encoder_preset(str(tmp_path / "student"),
+                                              testing.real_vocab_tokenizer())
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a fine film\nthe worst\n", encoding="utf-8")
+    out_dir = tmp_path / "a" / "tflite"
+    proc = _tool("export_tflite.py", "--model", preset, "--output_dir", str(out_dir),
+                 "--name", "../../x", "--modes", "float32", "--eval_file", str(texts),
+                 "--latency_examples", "1")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: Invalid --name '../../x': give a file name prefix without path separators "
+        "or a leading '.'; the files go in --output_dir.")
+    assert not [p for p in tmp_path.rglob("*") if p.name.startswith("x.")]
+
+
 @pytest.mark.slow
 def test_benchmark_inference_tool(models):
     out = str(models["root"] / "bench.json")

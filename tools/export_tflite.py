@@ -80,6 +80,17 @@ def _name(model: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "model"
 
 
+def _check_name(name: str) -> None:
+    """Refuses a --name that is not a plain file-name prefix (it would write
+    outside --output_dir, like ../../x, or make hidden files)."""
+    separators = [sep for sep in (os.sep, os.altsep) if sep]
+    if not name or name.startswith(".") or any(sep in name for sep in separators):
+        raise ValueError(
+            f"Invalid --name {name!r}: give a file name prefix without path separators "
+            "or a leading '.'; the files go in --output_dir."
+        )
+
+
 def run(f=FLAGS) -> dict:
     from minilm_tf.export import data as xdata
     from minilm_tf.export import source as src
@@ -92,6 +103,8 @@ def run(f=FLAGS) -> dict:
     if f.with_tokenizer and "int8" in f.modes:
         raise ValueError("int8 needs token ids in (the calibrator cannot run the tokenizer's "
                          "custom ops): run int8 without --with_tokenizer, separately.")
+    if f.name:  # empty: the default name
+        _check_name(f.name)
     normalize = {"auto": None, "true": True, "false": False}[f.normalize]
     source = src.load_source(f.model, f.sequence_length, f.pooling, normalize)
     name = f.name or _name(f.model)
