@@ -1,0 +1,187 @@
+r"""Checks a Hugging Face export (tools/export_hf.py) in the real libraries:
+transformers and sentence-transformers must compute what the Keras encoder
+computed.
+
+Run it with the separate PyTorch environment (tools/make_torch_env.sh); it
+never imports TensorFlow or minilm_tf:
+
+  .venv/bin/python tools/export_hf.py --model all-minilm-l6-v2 \
+      --output_dir exports/hf/all-minilm-l6-v2 --reference exports/hf/all-minilm-l6-v2.npz
+  .venv-torch/bin/python tools/check_hf_parity.py --model_dir exports/hf/all-minilm-l6-v2 \
+      --reference exports/hf/all-minilm-l6-v2.npz
+
+The reference (`minilm_tf.export.hf.keras_parity_reference`) holds texts,
+the keras-hub token ids, last hidden states, pooled output and sentence
+embeddings. Checked:
+
+* `transformers.AutoTokenizer` ids (truncated to the export's
+  `max_seq_length`) equal the keras-hub ids, text by text;
+* `transformers.AutoModel` last hidden states on the real tokens and the
+  pooler output: max abs difference <= --tolerance (1e-5);
+* `sentence_transformers.SentenceTransformer(...).encode` (when the export
+  has modules.json): max abs difference from the Keras sentence embedding
+  <= --embedding_tolerance (1e-5), and its max_seq_length equals the one the
+  reference was made with.
+
+Prints a JSON report. Exit status: 0 all checks pass, 1 a check failed,
+2 bad input (missing directory or reference file).
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def _fail_usage(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def _max_abs(a, b) -> float:
+    import numpy as np
+
+    if a.size == 0:
+        return 0.0
+    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance: float,
+          batch_size: int = 16) -> dict:
+    import numpy as np
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    ref = np.load(reference)
+    texts = [str(t) for t in ref["texts"]]
+    ref_ids = ref["token_ids"]
+    ref_mask = ref["padding_mask"].astype(bool)
+    max_len = int(ref["max_seq_length"])
+    report = {"model_dir": os.path.abspath(model_dir), "reference": os.path.abspath(reference),
+              "texts": len(texts), "max_seq_length": max_len,
+              "tolerance": tolerance, "embedding_tolerance": embedding_tolerance}
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModel.from_pretrained(model_dir).eval()
+    report["libraries"] = {"torch": torch.__version__}
+    import transformers
+
+    report["libraries"]["transformers"] = transformers.__version__
+    report["hf_classes"] = {"tokenizer": type(tokenizer).__name__, "model": type(model).__name__,
+                            "hidden_act": model.config.hidden_act}
+
+    # Token ids, text by text.
+    mismatches = []
+    hf_ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
+    for i, (text, ids) in enumerate(zip(texts, hf_ids)):
+        keras_ids = ref_ids[i][ref_mask[i]].tolist()
+        if ids != keras_ids:
+            first = next((j for j, (a, b) in enumerate(zip(ids, keras_ids)) if a != b),
+                         min(len(ids), len(keras_ids)))
+            mismatches.append({
+                "index": i, "text": text[:80], "first_difference": first,
+                "hf": tokenizer.convert_ids_to_tokens(ids[first:first + 5]),
+                "keras": tokenizer.convert_ids_to_tokens(keras_ids[first:first + 5]),
+                "hf_length": len(ids), "keras_length": len(keras_ids),
+            })
+    report["token_ids"] = {"identical": len(texts) - len(mismatches), "of": len(texts),
+                           "mismatches": mismatches}
+
+    # Hidden states and pooler output on the keras ids (so that a tokenizer
+    # difference does not hide a weight difference).
+    hidden_diffs, pooler_diffs = [], []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            ids = torch.tensor(ref_ids[start:start + batch_size], dtype=torch.long)
+            mask = torch.tensor(ref_mask[start:start + batch_size], dtype=torch.long)
+            out = model(input_ids=ids, attention_mask=mask,
+                        token_type_ids=torch.zeros_like(ids))
+            hidden = out.last_hidden_state.numpy()
+            real = ref_mask[start:start + batch_size]
+            hidden_diffs.append(_max_abs(hidden[real],
+                                         ref["last_hidden_state"][start:start + batch_size][real]))
+            if out.pooler_output is not None:
+                pooler_diffs.append(_max_abs(out.pooler_output.numpy(),
+                                             ref["pooler_output"][start:start + batch_size]))
+    report["last_hidden_state_max_abs_diff"] = max(hidden_diffs, default=0.0)
+    report["last_hidden_state_max_abs"] = float(np.max(np.abs(ref["last_hidden_state"])))
+    report["pooler_output_max_abs_diff"] = max(pooler_diffs, default=None)
+
+    # sentence-transformers, end to end from raw texts.
+    if os.path.exists(os.path.join(model_dir, "modules.json")):
+        import sentence_transformers
+        from sentence_transformers import SentenceTransformer
+
+        report["libraries"]["sentence_transformers"] = sentence_transformers.__version__
+        st = SentenceTransformer(model_dir, device="cpu")
+        emb = st.encode(texts, batch_size=batch_size, convert_to_numpy=True)
+        report["sentence_transformers"] = {
+            "modules": [type(m).__name__ for m in st],
+            "max_seq_length": int(st.max_seq_length),
+            "embedding_max_abs_diff": _max_abs(emb, ref["embedding"]),
+            "embedding_shape": list(emb.shape),
+        }
+    else:
+        report["sentence_transformers"] = None
+
+    failures = []
+    hidden_diff = report["last_hidden_state_max_abs_diff"]
+    pooler_diff = report["pooler_output_max_abs_diff"]
+    if mismatches:
+        failures.append(f"token ids differ on {len(mismatches)} of {len(texts)} texts")
+    if hidden_diff > tolerance:
+        failures.append(f"last hidden states differ by {hidden_diff:.3g} > {tolerance:g}")
+    if pooler_diff is not None and pooler_diff > tolerance:
+        failures.append(f"pooler outputs differ by {pooler_diff:.3g} > {tolerance:g}")
+    st_report = report["sentence_transformers"]
+    if st_report is not None:
+        emb_diff = st_report["embedding_max_abs_diff"]
+        if emb_diff > embedding_tolerance:
+            failures.append(f"sentence embeddings differ by {emb_diff:.3g} > "
+                            f"{embedding_tolerance:g}")
+        if st_report["max_seq_length"] != max_len:
+            failures.append(f"sentence-transformers max_seq_length is "
+                            f"{st_report['max_seq_length']}, the reference used {max_len}")
+    report["tensorflow_imported"] = "tensorflow" in sys.modules
+    report["failures"] = failures
+    report["ok"] = not failures
+    return report
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model_dir", required=True, help="The export (tools/export_hf.py).")
+    parser.add_argument("--reference", required=True,
+                        help=".npz written by minilm_tf.export.hf.keras_parity_reference.")
+    parser.add_argument("--tolerance", type=float, default=1e-5,
+                        help="Max abs difference of last hidden states and pooler outputs.")
+    parser.add_argument("--embedding_tolerance", type=float, default=1e-5,
+                        help="Max abs difference of sentence-transformers embeddings.")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch CPU threads (0: torch's default).")
+    parser.add_argument("--output_json", default=None, help="Also write the report here.")
+    args = parser.parse_args(argv)
+    if not os.path.isdir(args.model_dir):
+        return _fail_usage(f"--model_dir {args.model_dir} is not a directory.")
+    if not os.path.isfile(os.path.join(args.model_dir, "config.json")):
+        return _fail_usage(f"{args.model_dir} has no config.json; is it an export?")
+    if not os.path.isfile(args.reference):
+        return _fail_usage(f"--reference {args.reference} does not exist.")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    report = check(args.model_dir, args.reference, args.tolerance, args.embedding_tolerance)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if args.output_json:
+        with open(args.output_json, "w", encoding="utf-8") as f:
+            f.write(text + "\n")
+    if not report["ok"]:
+        print("error: parity check failed: " + "; ".join(report["failures"]), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
