@@ -165,9 +165,23 @@ def _match_hf_normalization(tokenizer: Any, directory: str) -> None:
     tokenizer.strip_accents = bool(tokenizer.lowercase if strip is None else strip)
 
 
+# The weights file of a keras-hub preset directory.
+PRESET_WEIGHTS_FILE = "model.weights.h5"
+
+
 def _load_keras_hub_preset(preset: str, spec: str) -> LoadedEncoder:
     directory = preset if os.path.isdir(preset) else None
-    backbone = keras_hub.models.Backbone.from_preset(preset)
+    weights = os.path.join(directory, PRESET_WEIGHTS_FILE) if directory else None
+    try:
+        backbone = keras_hub.models.Backbone.from_preset(preset)
+    except OSError as e:  # h5py: "truncated file", "file signature not found"...
+        if (weights is None or not os.path.isfile(weights)
+                or isinstance(e, (FileNotFoundError, PermissionError))):
+            raise
+        raise ValueError(
+            f"{weights} is damaged (truncated or not a valid HDF5 file) and cannot be "
+            f"read: {e}. Re-save the preset or re-download it."
+        ) from e
     tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     metadata = {}
     if directory and os.path.exists(os.path.join(directory, METADATA_FILE)):

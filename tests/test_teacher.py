@@ -111,3 +111,21 @@ def test_missing_vocabulary(tmp_path):
     (target / "vocab.txt").unlink()
     with pytest.raises(FileNotFoundError, match="no usable tokenizer files"):
         load_teacher(str(target))
+
+
+def test_truncated_preset_weights_are_a_clear_error(tmp_path):
+    from minilm_tf.export import testing
+    from minilm_tf.teacher import LoadedEncoder
+
+    tokenizer = testing.real_vocab_tokenizer()
+    target = tmp_path / "preset"
+    save_encoder(LoadedEncoder(testing.tiny_backbone(tokenizer), tokenizer, "tiny",
+                               "gelu_approximate"), str(target))
+    assert load_teacher(str(target)).backbone.num_layers == 1
+    weights = target / "model.weights.h5"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError) as error:
+        load_teacher(str(target))
+    message = str(error.value)
+    assert message.startswith(f"{weights} is damaged (truncated or not a valid HDF5 file)")
+    assert "truncated file" in message and message.endswith("Re-save the preset or re-download it.")
