@@ -171,6 +171,28 @@ def test_pair_batch_size_mismatch_is_an_error(exports):
         fn(text=tf.constant([b"a", b"b"]), text_pair=tf.constant([b"c"]))
 
 
+@pytest.mark.parametrize("key", ["enc", "cls"])
+def test_out_of_range_ids_are_an_error(exports, key):
+    ex = exports[key]
+    fn = ex.loaded.signatures[sm.TOKEN_IDS_SIGNATURE]
+    ids = sm.run_signature(ex.loaded, {"text": [b"a good film", b"bad"]}, sm.TOKENIZE_SIGNATURE)
+    vocab = ex.source.tokenizer.vocabulary_size()
+    fn(**{k: tf.constant(v) for k, v in ids.items()})  # in range: fine
+
+    def call(name, row, col, value):
+        bad = {k: v.copy() for k, v in ids.items()}
+        bad[name][row, col] = value
+        return fn(**{k: tf.constant(v) for k, v in bad.items()})
+
+    with pytest.raises(tf.errors.InvalidArgumentError, match="token_ids must be non-negative"):
+        call("token_ids", 1, 1, -1)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=rf"token_ids must be less than the vocabulary size \({vocab}\)"):
+        call("token_ids", 0, 2, vocab)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="segment_ids must be non-negative"):
+        call("segment_ids", 0, 0, -1)
+
+
 def test_encoder_mean_pooling_over_real_tokens(exports):
     ex = exports["enc"]
     texts = ["a short text", "a much longer text " * 5]

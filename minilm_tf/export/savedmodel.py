@@ -15,7 +15,8 @@ Signatures:
   classifiers; `score`, `logits` for regression; `embedding` for encoders.
 * `serving_token_ids`: `token_ids`, `segment_ids`, `padding_mask`
   (`[None, None]` int32, at most the backbone's max_sequence_length long),
-  same outputs.
+  same outputs. Token ids outside `[0, vocabulary size)` (and segment ids
+  outside `[0, num_segments)`) are an `InvalidArgumentError`.
 * `tokenize`: the strings -> the three id tensors `serving_default` feeds
   the model (padded to `sequence_length`).
 
@@ -142,14 +143,47 @@ def _tokenize_fn(source: src.ExportSource):
     return tokenize
 
 
+def _check_ids_fn(source: src.ExportSource):
+    """In-graph range checks of caller-given ids: the embedding lookup would
+    wrap negative ids around (and return zeros for too-large ones on GPU)."""
+    import tensorflow as tf
+
+    vocab = int(getattr(source.backbone, "vocabulary_size", None)
+                or source.tokenizer.vocabulary_size())
+    segments = getattr(source.backbone, "num_segments", None)
+
+    def check(token_ids, segment_ids, padding_mask):
+        checks = [
+            tf.debugging.assert_non_negative(
+                token_ids, message="token_ids must be non-negative"),
+            tf.debugging.assert_less(
+                token_ids, tf.constant(vocab, tf.int32),
+                message=f"token_ids must be less than the vocabulary size ({vocab})"),
+        ]
+        if segments:
+            checks += [
+                tf.debugging.assert_non_negative(
+                    segment_ids, message="segment_ids must be non-negative"),
+                tf.debugging.assert_less(
+                    segment_ids, tf.constant(int(segments), tf.int32),
+                    message=f"segment_ids must be less than the number of segments ({segments})"),
+            ]
+        with tf.control_dependencies(checks):
+            return [tf.identity(t) for t in (token_ids, segment_ids, padding_mask)]
+
+    return check
+
+
 def build_archive(source: src.ExportSource, trim_padding: bool = True):
     """A `keras.export.ExportArchive` with the three signatures."""
     import keras
 
     tokenize = _tokenize_fn(source)
+    check_ids = _check_ids_fn(source)
 
     def from_ids(token_ids, segment_ids, padding_mask):
-        return src.compute_outputs(source, src.id_features(token_ids, segment_ids, padding_mask))
+        features = src.id_features(*check_ids(token_ids, segment_ids, padding_mask))
+        return src.compute_outputs(source, features)
 
     def from_text(*texts):
         features = tokenize(*texts)
