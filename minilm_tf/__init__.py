@@ -14,3 +14,4 @@ __version__ = "0.1.0"
 from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.student import build_student, count_params
 from minilm_tf.optim import FusedAdamW, make_adamw
+from minilm_tf.export.hf import export_hf

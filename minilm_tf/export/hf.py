@@ -425,9 +425,9 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
             f"{' + L2 normalisation' if sentence['normalize'] else ''}, "
             f"max_seq_length {sentence['max_seq_length']} |",
         ]
-    lines += ["", "## Provenance", "", f"- Exported from: `{encoder.spec}`"]
-    if encoder.source_dir:
-        lines.append(f"- Source directory: `{encoder.source_dir}`")
+    # The spec's last path component only: a model card travels, local paths should not.
+    origin = os.path.basename(os.path.normpath(encoder.spec)) if os.sep in encoder.spec else encoder.spec
+    lines += ["", "## Provenance", "", f"- Exported from: `{origin}`"]
     if init:
         mode = init.get("mode", "?")
         lines.append(f"- Initialisation (`metadata[\"init\"]`): `{mode}`")
