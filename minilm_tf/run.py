@@ -227,8 +227,8 @@ def plot_losses(csv_path: str, png_path: str) -> None:
         if key.endswith("loss"):
             ax.plot(steps, [float(r[key]) for r in rows], label=key)
     ax.set_xlabel("step")
-    ax.set_ylabel("KL (nats)")
-    ax.set_title("MiniLM distillation losses")
+    ax.set_ylabel("loss (KL in nats, MSE)")
+    ax.set_title("Distillation losses")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
