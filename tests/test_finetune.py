@@ -360,25 +360,23 @@ def test_tools_compare_with_seeds(tmp_path, toy_files, tiny_encoder):
     assert (workdir / "compare.png").stat().st_size > 1000
 
 
-def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
-    """In-process: SIGTERM mid-epoch (as the QA and classification paths see
-    it) saves, raises RunInterrupted; a fresh model resuming from the
-    directory ends where an uninterrupted run ends, dropout included."""
-    import signal
-
+def _toy_resumable_training(num_examples, hidden_layers):
+    """(build, epoch_dataset) for `resume.fit_resumable` on a toy 6-feature
+    task: `build()` makes the same compiled model each call (hidden layers
+    rebuilt from their configs), `epoch_dataset` gives batches of 8 in
+    `epoch_order`."""
     import tensorflow as tf
 
-    from minilm_tf.checkpointing import RunInterrupted
     from minilm_tf.tasks import resume
 
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(96, 6)).astype("float32")
+    x = rng.normal(size=(num_examples, 6)).astype("float32")
     y = (x[:, 0] > 0).astype("int32")
 
     def build():
         keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"),
-                                  keras.layers.Dropout(0.3), keras.layers.Dense(2)])
+        layers = [type(layer).from_config(layer.get_config()) for layer in hidden_layers]
+        model = keras.Sequential([keras.Input((6,)), *layers, keras.layers.Dense(2)])
         model.compile(keras.optimizers.AdamW(1e-2),
                       keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         model.optimizer.build(model.trainable_variables)
@@ -387,6 +385,21 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
     def epoch_dataset(epoch, first_batch):
         order = resume.epoch_order(len(x), 0, epoch)[first_batch * 8:]
         return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(8), len(order)
+
+    return build, epoch_dataset
+
+
+def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
+    """In-process: SIGTERM mid-epoch (as the QA and classification paths see
+    it) saves, raises RunInterrupted; a fresh model resuming from the
+    directory ends where an uninterrupted run ends, dropout included."""
+    import signal
+
+    from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.tasks import resume
+
+    build, epoch_dataset = _toy_resumable_training(96, [keras.layers.Dense(16, activation="relu"),
+                                                        keras.layers.Dropout(0.3)])
 
     class Kill(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
@@ -419,25 +432,9 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
 def test_fit_resumable_after_the_last_epoch_restores_the_best_weights(tmp_path):
     """Killed after the last epoch's checkpoint but before the report: the
     rerun trains nothing and still ends with the best epoch's weights."""
-    import tensorflow as tf
-
     from minilm_tf.tasks import resume
 
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(64, 6)).astype("float32")
-    y = (x[:, 0] > 0).astype("int32")
-
-    def build():
-        keras.utils.set_random_seed(1)
-        model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(2)])
-        model.compile(keras.optimizers.AdamW(1e-2),
-                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        model.optimizer.build(model.trainable_variables)
-        return model
-
-    def epoch_dataset(epoch, first_batch):
-        order = resume.epoch_order(len(x), 0, epoch)[first_batch * 8:]
-        return tf.data.Dataset.from_tensor_slices((x[order], y[order])).batch(8), len(order)
+    build, epoch_dataset = _toy_resumable_training(64, [])
 
     def run(model):
         # The validation metric is best after epoch 1, so the best weights are not the last.
