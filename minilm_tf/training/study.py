@@ -238,7 +238,8 @@ class Study:
         slug = TEACHER if model == TEACHER else model.slug
         directory = os.path.join(self.workdir, "finetune", task.name, slug, f"seed{seed}")
         report_path = os.path.join(directory, REPORT_FILE)
-        if os.path.exists(report_path):
+        fresh = not os.path.exists(report_path)
+        if not fresh:
             with open(report_path, encoding="utf-8") as f:
                 report = json.load(f)
         else:
@@ -255,7 +256,8 @@ class Study:
         name = TEACHER if model == TEACHER else model.name + (
             f" ({model.steps} steps)" if model.steps else "")
         self.results[(name, task.name, seed)] = report
-        self._write_tables()
+        if fresh:  # reused reports change nothing until the next new one (run() writes at the end)
+            self._write_tables()
         return report
 
     def _write_tables(self) -> dict:
