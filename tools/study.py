@@ -48,7 +48,7 @@ flags.DEFINE_string("curve_row", None, "The OBJECTIVE/INIT row of the curve.")
 flags.DEFINE_integer("epochs", 2, "Fine-tuning epochs.")
 flags.DEFINE_integer("sequence_length", 64, "Fine-tuning sequence length.")
 flags.DEFINE_integer("max_train_examples", 2000, "Fine-tuning train cap per task (seeded).")
-flags.DEFINE_float("learning_rate", 5e-5, "Fine-tuning peak learning rate.")
+flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning peak learning rate.")
 
 
 def _config() -> StudyConfig:
