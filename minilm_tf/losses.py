@@ -78,14 +78,20 @@ class MiniLMObjective(Objective):
         """Per-example loss components, each [B] float32."""
         mask = student["padding_mask"]
         used = {key for pair in self.relations_used.values() for key in pair}
-        # One flat tensor per feature, so a self-relation passes the same
-        # tensor twice and `relation_loss` takes its symmetric path.
         t = {key: _flat(teacher[key]) for key in used}
         s = {key: _flat(student[key]) for key in used}
         return {
-            name: relations.relation_loss(t[a], t[b], s[a], s[b], self.num_relation_heads, mask)
+            name: relations.relation_loss(t[a], t[b], s[a], s[b], self.num_relation_heads, mask,
+                                          symmetric=a == b)
             for name, (a, b) in self.relations_used.items()
         }
+
+    def get_config(self) -> dict:
+        return {"num_relation_heads": self.num_relation_heads, "weights": dict(self.weights)}
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "MiniLMObjective":
+        return cls(**config)
 
 
 class MiniLMv1Objective(MiniLMObjective):
@@ -105,6 +111,12 @@ class MiniLMv1Objective(MiniLMObjective):
         "attention_loss": ("queries", "keys"),
         "value_relation_loss": ("values", "values"),
     }
+
+    def __init__(self, num_heads: int, weights: Mapping[str, float] | None = None):
+        super().__init__(num_heads, weights)
+
+    def get_config(self) -> dict:
+        return {"num_heads": self.num_relation_heads, "weights": dict(self.weights)}
 
     def validate(self, teacher_heads, teacher_dim, student_heads, student_dim):
         if teacher_heads != student_heads:
@@ -241,6 +253,23 @@ def make_objective(
     return term
 
 
+_RELATION_OBJECTIVES = {cls.version: cls for cls in (MiniLMv1Objective, MiniLMv2Objective)}
+
+
+def serialize_relation_objective(objective: MiniLMObjective) -> dict:
+    """`{"version": "minilm" | "minilmv2", "config": objective.get_config()}`."""
+    return {"version": objective.version, "config": objective.get_config()}
+
+
+def deserialize_relation_objective(config: Mapping) -> MiniLMObjective:
+    """The inverse of `serialize_relation_objective`."""
+    version = config.get("version")
+    if version not in _RELATION_OBJECTIVES:
+        raise ValueError(f"Unknown relation objective {version!r}; known: {sorted(_RELATION_OBJECTIVES)}.")
+    return _RELATION_OBJECTIVES[version].from_config(config["config"])
+
+
+@keras.saving.register_keras_serializable(package="minilm_tf")
 class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
     """A MiniLM objective as a `keras.distillation.DistillationLoss`.
 
@@ -263,6 +292,7 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
     """
 
     def __init__(self, objective: MiniLMObjective):
+        super().__init__()
         self.objective = objective
 
     def validate_outputs(self, teacher_outputs, student_outputs):
@@ -282,6 +312,13 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
         }
         return tf.reduce_mean(self.objective.total(components))
 
+    def get_config(self) -> dict:
+        return {"objective": serialize_relation_objective(self.objective)}
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "MiniLMDistillationLoss":
+        return cls(deserialize_relation_objective(config["objective"]))
+
 
 def relation_model(
     backbone: keras.Model, objective: MiniLMObjective, layer_index: int = -1
@@ -299,12 +336,20 @@ def relation_model(
     return keras.Model(inputs, outputs, name=f"{backbone.name}_relations")
 
 
+@keras.saving.register_keras_serializable(package="minilm_tf")
 class RelationLogits(keras.layers.Layer):
     """Keras layer form of `MiniLMObjective.relation_logits`."""
 
-    def __init__(self, objective: MiniLMObjective, **kwargs):
+    def __init__(self, objective: MiniLMObjective | Mapping, **kwargs):
         super().__init__(**kwargs)
+        if isinstance(objective, Mapping):
+            objective = deserialize_relation_objective(objective)
         self.objective = objective
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config["objective"] = serialize_relation_objective(self.objective)
+        return config
 
     def call(self, features):
         outputs = self.objective.relation_logits(features)

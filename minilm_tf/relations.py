@@ -267,6 +267,8 @@ def relation_loss(
     student_b: tf.Tensor,
     num_heads: int,
     padding_mask: tf.Tensor,
+    *,
+    symmetric: bool = False,
     implementation: str = "auto",
 ) -> tf.Tensor:
     """Per-example KL between the teacher's and the student's relation.
@@ -275,6 +277,11 @@ def relation_loss(
     may differ but must both be divisible by `num_heads`. Returns [B] float32
     (as `relation_kl` of the two `relation_logits`); no gradient flows to the
     teacher.
+
+    `symmetric=True` computes a self-relation (the value relation, MiniLMv2's
+    Q-Q/K-K/V-V): `teacher_b` and `student_b` must then be None or the same
+    tensors as `teacher_a` and `student_a`, and one (G + G^T) gradient
+    product replaces two.
 
     The loss and its gradients wrt the student's inputs are computed together,
     so the [B, R, T, T] relations are never stored for the backward pass:
@@ -288,9 +295,11 @@ def relation_loss(
     for x in (teacher_a, student_a):
         _check_divisible(x.shape[-1], num_heads)
     mask = tf.cast(tf.cast(padding_mask, tf.bool), tf.float32)
-    # A self-relation (the same tensors passed as `a` and `b`) takes the
-    # cheaper symmetric path.
-    symmetric = student_a is student_b and teacher_a is teacher_b
+    if symmetric:
+        for name, a, b in (("teacher", teacher_a, teacher_b), ("student", student_a, student_b)):
+            if b is not None and b is not a:
+                raise ValueError(f"symmetric=True relates {name}_a to itself: pass "
+                                 f"{name}_b=None (or {name}_a), or symmetric=False.")
     native = _native_op(implementation)
 
     def prepare(x):

@@ -130,7 +130,7 @@ def test_native_and_xla_losses_and_gradients_agree(symmetric):
             with tf.GradientTape() as tape:
                 a = tf.identity(sa)
                 bb = a if symmetric else tf.identity(sb)
-                loss = relations.relation_loss(ta, tb, a, bb, heads, mask,
+                loss = relations.relation_loss(ta, tb, a, bb, heads, mask, symmetric=symmetric,
                                                implementation=implementation)
                 weighted = tf.reduce_sum(loss * tf.range(1.0, b + 1.0))
             grads = tape.gradient(weighted, [sa] if symmetric else [sa, sb])

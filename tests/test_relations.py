@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import keras
 import tensorflow as tf
 
 from minilm_tf import kernels, losses, relations
@@ -232,7 +233,8 @@ def test_chunked_loss_same_for_any_chunking_and_unknown_batch(monkeypatch, entri
         with tf.GradientTape() as tape:
             s_a = tf.identity(sa)
             s_b = s_a if symmetric else tf.identity(sb)
-            loss = relations.relation_loss(a, a if symmetric else b_, s_a, s_b, heads, m)
+            loss = relations.relation_loss(a, a if symmetric else b_, s_a, s_b, heads, m,
+                                           symmetric=symmetric)
             weighted = tf.reduce_sum(loss * tf.range(1.0, 7.0))
         return loss, tape.gradient(weighted, [sa, sb])
 
@@ -255,19 +257,55 @@ def test_chunked_loss_same_for_any_chunking_and_unknown_batch(monkeypatch, entri
 
 
 def test_self_relation_path_matches_the_general_one():
-    """relation_loss(x, x, s, s) (one (G + G^T) s gradient) equals the
-    general path given the same values as two different tensors."""
+    """relation_loss(symmetric=True) (one (G + G^T) s gradient) equals the
+    general path given the same tensors as a and b."""
     b, t, dim, heads = 3, 9, 24, 6
     x = make(b, t, dim, 0)
     sv = tf.Variable(make(b, t, dim, 1))
     mask = make_mask(b, t, 2)
     with tf.GradientTape(persistent=True) as tape:
         s = tf.identity(sv)
-        symmetric = relations.relation_loss(x, x, s, s, heads, mask)
-        general = relations.relation_loss(x, tf.identity(x), s, tf.identity(s), heads, mask)
+        symmetric = relations.relation_loss(x, None, s, None, heads, mask, symmetric=True)
+        general = relations.relation_loss(x, x, s, s, heads, mask)
         weighted = [tf.reduce_sum(loss * np.arange(1.0, 4.0)) for loss in (symmetric, general)]
     np.testing.assert_allclose(symmetric.numpy(), np_kl_loss(x, x, sv.numpy(), sv.numpy(), heads, mask),
                                rtol=2e-5, atol=1e-7)
     np.testing.assert_allclose(symmetric.numpy(), general.numpy(), rtol=1e-6, atol=1e-8)
     np.testing.assert_allclose(tape.gradient(weighted[0], sv).numpy(),
                                tape.gradient(weighted[1], sv).numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_symmetric_needs_one_tensor_per_model():
+    x, y = make(2, 5, 8, 0), make(2, 5, 8, 1)
+    mask = np.ones((2, 5), "int32")
+    with pytest.raises(ValueError, match="pass student_b=None"):
+        relations.relation_loss(x, x, x, y, 2, mask, symmetric=True)
+    np.testing.assert_allclose(
+        relations.relation_loss(x, x, y, y, 2, mask, symmetric=True).numpy(),
+        np_kl_loss(x, x, y, y, 2, mask), rtol=2e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("objective", [
+    losses.MiniLMv1Objective(num_heads=4, weights={"attention_loss": 2.0}),
+    losses.MiniLMv2Objective(num_relation_heads=8),
+])
+def test_relation_objects_save_and_load(objective):
+    """RelationLogits and MiniLMDistillationLoss round-trip through Keras'
+    serialization and compute what the original computes."""
+    layer = losses.RelationLogits(objective, name="relations")
+    restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
+    assert type(restored.objective) is type(objective)
+    assert restored.objective.get_config() == objective.get_config()
+    assert restored.name == "relations"
+    loss = losses.MiniLMDistillationLoss(objective)
+    again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(loss))
+    b, t, d = 2, 6, 16
+    mask = np.ones((b, t), "int32")
+    mask[1, 4:] = 0
+    features = [{name: make(b, t, d, seed + i) for i, name in enumerate(("queries", "keys", "values"))}
+                | {"padding_mask": mask} for seed in (0, 10)]
+    teacher, student = (layer(f) for f in features)
+    np.testing.assert_allclose(again.compute_loss(teacher, student).numpy(),
+                               loss.compute_loss(teacher, student).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(restored(features[0])[objective.component_names[0]].numpy(),
+                               teacher[objective.component_names[0]].numpy(), rtol=1e-6)
