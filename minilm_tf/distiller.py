@@ -5,6 +5,7 @@ from typing import Any, Mapping
 import keras
 import tensorflow as tf
 
+from minilm_tf import _compat
 from minilm_tf.layers import SelfAttentionRelations, attention_heads
 from minilm_tf.losses import Objective, make_objective
 
@@ -206,7 +207,7 @@ class MiniLMDistiller(keras.Model):
     def _results(self) -> dict:
         results = {m.name: m.result() for m in self.metrics}
         strategy = tf.distribute.get_strategy()
-        if getattr(strategy.extended, "_in_multi_worker_mode", lambda: False)():
+        if _compat.in_multi_worker_mode(strategy):
             # Keras averages logs across workers along axis 0, which scalars lack.
             results = {name: value[tf.newaxis] for name, value in results.items()}
         return results

@@ -6,16 +6,10 @@ import socket
 
 import tensorflow as tf
 
+from minilm_tf import _compat
+
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 JIT_CHOICES = ("auto", "true", "false")
-
-
-def _onednn_enabled() -> bool:
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:  # a TensorFlow build without the private module
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def resolve_jit_compile(jit_compile: bool | str) -> bool:
@@ -39,7 +33,7 @@ def resolve_jit_compile(jit_compile: bool | str) -> bool:
     if value != "auto":
         return value == "true"
     accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
-    return bool(accelerators) or not _onednn_enabled()
+    return bool(accelerators) or not _compat.onednn_enabled()
 
 
 def make_strategy(name: str = "default", tpu_address: str = "") -> tf.distribute.Strategy:

@@ -17,6 +17,7 @@ import types
 
 import keras
 
+from minilm_tf import _compat
 from minilm_tf import activations, attention, normalization
 
 
@@ -35,7 +36,7 @@ def fast_paths(model: keras.Layer):
         object.__setattr__(layer, name, value)
 
     try:
-        for layer in list(model._flatten_layers(include_self=True, recursive=True)):
+        for layer in list(_compat.flatten_layers(model)):
             if (isinstance(layer, keras.layers.MultiHeadAttention)
                     and "_compute_attention" not in vars(layer)):
                 install(layer, "_compute_attention",

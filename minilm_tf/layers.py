@@ -15,6 +15,7 @@ from typing import Any
 import keras
 import tensorflow as tf
 
+from minilm_tf import _compat
 from minilm_tf.fast_paths import fast_paths
 
 
@@ -40,7 +41,7 @@ def _encoder_layers(backbone: keras.Model) -> list:
             "layers (BERT, RoBERTa, XLM-RoBERTa, DistilBERT, ELECTRA)."
         )
     for layer in layers:
-        if not hasattr(layer, "_self_attention_layer"):
+        if not hasattr(layer, _compat.SELF_ATTENTION):
             raise ValueError(
                 f"Layer {layer.name} of {type(backbone).__name__} is not a "
                 "keras-hub TransformerEncoder; its self-attention cannot be "
@@ -74,7 +75,7 @@ def resolve_layer_index(backbone: keras.Model, layer_index: int) -> int:
 def attention_heads(backbone: keras.Model, layer_index: int = -1) -> int:
     """The number of attention heads of one transformer layer."""
     layer = _encoder_layers(backbone)[resolve_layer_index(backbone, layer_index)]
-    return layer._self_attention_layer.num_heads
+    return _compat.self_attention(layer).num_heads
 
 
 def truncated_encoder(backbone: keras.Model, layer_index: int) -> keras.Model:
@@ -94,7 +95,7 @@ def truncated_encoder(backbone: keras.Model, layer_index: int) -> keras.Model:
 
 def _layer_input(backbone: keras.Model, index: int):
     """The symbolic input hidden states of transformer layer `index`."""
-    return _encoder_layers(backbone)[index]._inbound_nodes[0].arguments.args[0]
+    return _compat.call_input(_encoder_layers(backbone)[index])
 
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
@@ -170,22 +171,22 @@ class SelfAttentionRelations(keras.layers.Layer):
 
     @property
     def num_heads(self) -> int:
-        return self.encoder_layer._self_attention_layer.num_heads
+        return _compat.self_attention(self.encoder_layer).num_heads
 
     @property
     def hidden_dim(self) -> int:
-        attention = self.encoder_layer._self_attention_layer
+        attention = _compat.self_attention(self.encoder_layer)
         return attention.num_heads * attention.key_dim
 
     @property
     def trainable_variables_used(self) -> list:
         """The trainable variables that the outputs depend on."""
-        attention = self.encoder_layer._self_attention_layer
+        attention = _compat.self_attention(self.encoder_layer)
         used = list(self.below.trainable_variables)
         if not self.return_relations:
             return used
         if self.encoder_layer.normalize_first:
-            used += self.encoder_layer._self_attention_layer_norm.trainable_variables
+            used += _compat.self_attention_norm(self.encoder_layer).trainable_variables
         for dense in (attention.query_dense, attention.key_dense, attention.value_dense):
             used += dense.trainable_variables
         return used
@@ -202,8 +203,8 @@ class SelfAttentionRelations(keras.layers.Layer):
             return outputs
         x = below["layer_input"]
         if self.encoder_layer.normalize_first:
-            x = self.encoder_layer._self_attention_layer_norm(x)
-        attention = self.encoder_layer._self_attention_layer
+            x = _compat.self_attention_norm(self.encoder_layer)(x)
+        attention = _compat.self_attention(self.encoder_layer)
         outputs["queries"] = attention.query_dense(x)
         outputs["keys"] = attention.key_dense(x)
         outputs["values"] = attention.value_dense(x)

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from minilm_tf import _compat
 from minilm_tf.xla import kernel
 
 
@@ -91,15 +92,13 @@ class FusedAdamW(keras.optimizers.AdamW):
     def update_step(self, gradient, variable, learning_rate):
         if not self._fused():
             return super().update_step(gradient, variable, learning_rate)
-        index = self._get_variable_index(variable)
         decay = self.weight_decay if self.weight_decay and self._use_weight_decay(variable) else 0.0
         if isinstance(gradient, tf.IndexedSlices):
             gradient = tf.convert_to_tensor(gradient)
         dtype = variable.dtype
         _adamw_update(
             _handle(variable),
-            _handle(self._momentums[index]),
-            _handle(self._velocities[index]),
+            *(_handle(slot) for slot in _compat.optimizer_slots(self, variable)),
             tf.cast(gradient, dtype),
             keras.ops.cast(learning_rate, dtype),
             keras.ops.cast(self.iterations + 1, dtype),

@@ -22,8 +22,8 @@ import functools
 import math
 
 import tensorflow as tf
-from tensorflow.python.ops import control_flow_util
 
+from minilm_tf import _compat
 from minilm_tf import kernels
 
 # Large finite negative used to mask keys. Finite so that 0 * logit stays 0.
@@ -255,7 +255,7 @@ def _native_op(implementation: str):
         return op
     # 'auto': a CPU-only process, and not inside an XLA-compiled function
     # (which cannot contain a custom op).
-    in_xla = control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    in_xla = _compat.in_xla_context()
     accelerators = tf.config.list_logical_devices("GPU") + tf.config.list_logical_devices("TPU")
     return None if in_xla or accelerators else op
 

@@ -105,10 +105,10 @@ def test_strategy_argument_errors(monkeypatch):
 def test_resolve_jit_compile(monkeypatch):
     resolve = distribute.resolve_jit_compile
     assert resolve(True) is True and resolve("FALSE") is False
-    monkeypatch.setattr(distribute, "_onednn_enabled", lambda: True)
+    monkeypatch.setattr(distribute._compat, "onednn_enabled", lambda: True)
     assert resolve("auto") is False  # no GPU/TPU in tests: oneDNN's CPU matmuls win
     assert resolve("true") is True
-    monkeypatch.setattr(distribute, "_onednn_enabled", lambda: False)
+    monkeypatch.setattr(distribute._compat, "onednn_enabled", lambda: False)
     assert resolve("auto") is True
     with pytest.raises(ValueError, match="jit_compile must be one of"):
         resolve("yes")

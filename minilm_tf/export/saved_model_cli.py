@@ -14,13 +14,13 @@ with the same arguments:
 
 import sys
 
+from minilm_tf import _compat
+
 
 def main():
     import tensorflow_text  # noqa: F401  (registers the ops)
-    from tensorflow.python.tools import saved_model_cli
-
     sys.argv[0] = "saved_model_cli"
-    return saved_model_cli.main()
+    return _compat.saved_model_cli().main()
 
 
 if __name__ == "__main__":
