@@ -22,7 +22,7 @@ def resolve_jit_compile(jit_compile: bool | str) -> bool:
     TensorFlow uses oneDNN (x86 CPUs with AVX-512 and the like): XLA's CPU
     backend does not call oneDNN's matmuls, which run bfloat16 at twice its
     rate there and float32 a little faster, so the step is faster without
-    XLA (docs/performance.md). The relation loss is XLA-compiled either way.
+    XLA (docs/performance.md).
     On CPUs without oneDNN, XLA makes the step 1.8-2x faster.
     """
     if isinstance(jit_compile, bool):

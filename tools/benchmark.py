@@ -38,8 +38,8 @@ profiler (into `--profile_dir`, a temporary directory by default) and reports
 the top ops by self time and the time per part of the step (teacher forward,
 student forward, loss, backward, optimizer).
 
-It also counts the matmul FLOPs of one step from the model shapes (the formula
-of /work/shared/bench: 2*M*N*K per matmul, forward plus twice that for the
+It also counts the matmul FLOPs of one step from the model shapes (the
+usual roofline count: 2*M*N*K per matmul, forward plus twice that for the
 student's backward; elementwise work ignored) and measures, in the same process
 and precision (and XLA setting), the best rate of three plain matmuls (the
 student's feed-forward up/down projections on the step's tokens and a

@@ -6,15 +6,15 @@ list of sentences and saves the inputs and outputs to
 `tests/fixtures/all_minilm_l6_v2_reference.npz`. Our TF loader is tested
 against this file, so the tests never need torch.
 
-This is a dev script. Run it in a SEPARATE venv; never install torch into
-the project venv (/work/main/.venv):
+This is a dev script. Run it in the separate PyTorch environment that
+`bash tools/make_torch_env.sh` creates (`.venv-torch`, pinned in
+requirements-torch.txt); never install torch into the project's `.venv`:
 
-    python3 -m venv /work/torchref
-    /work/torchref/bin/pip install torch==2.13.0 transformers safetensors numpy
-    /work/torchref/bin/python tools/make_parity_fixture.py
+    bash tools/make_torch_env.sh
+    .venv-torch/bin/python tools/make_parity_fixture.py
 
-(`torch==2.13.0` resolves to a CPU wheel here; plain `torch` would pull a
-large CUDA build. Built with transformers 5.24.0.)
+(`torch==2.13.0` from the CPU wheel index; plain `torch` would pull a large
+CUDA build. Built with transformers 5.24.0.)
 
 Model directory, first match wins:
   1. --model_dir
