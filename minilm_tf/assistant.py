@@ -20,8 +20,9 @@ import keras
 import tensorflow as tf
 from absl import logging
 
+from minilm_tf import workdir as workdirs
 from minilm_tf.distiller import MiniLMDistiller
-from minilm_tf.fileio import atomic_write_json, prepare_workdir
+from minilm_tf.fileio import atomic_write_json
 from minilm_tf.student import build_student
 from minilm_tf.teacher import LoadedEncoder, load_teacher
 
@@ -115,7 +116,11 @@ def run_with_assistant(config: Mapping, workdir: str, run_distillation: Callable
     final student's held-out loss is also measured against the original
     teacher, so routes can be compared. Writes `workdir/report.json`.
     """
-    workdir = prepare_workdir(workdir)
+    with workdirs.hold(workdir) as held:
+        return _run_with_assistant(config, held.root, run_distillation)
+
+
+def _run_with_assistant(config: Mapping, workdir: str, run_distillation: Callable) -> dict:
     total = config["train"]["steps"]
     stage1_steps = max(1, round(total * config["assistant"]["steps_fraction"]))
     stage2_steps = max(1, total - stage1_steps)

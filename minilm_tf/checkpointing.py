@@ -5,10 +5,13 @@ training callbacks check between steps: they save a checkpoint, stop, and the
 run raises `RunInterrupted`; rerunning the same command resumes.
 """
 
+import re
 import signal
 
 import tensorflow as tf
 from absl import logging
+
+from minilm_tf.workdir import remove_temporaries
 
 
 class RunInterrupted(Exception):
@@ -58,15 +61,22 @@ def save_checkpoint(manager: tf.train.CheckpointManager, number: int) -> str:
     """`manager.save`, turning write failures (full disk, read-only files)
     into `CheckpointWriteError`. TensorFlow writes the checkpoint's files
     before the `checkpoint` index that names it, so a failed or killed write
-    leaves the previous checkpoint the latest one."""
+    leaves the previous checkpoint the latest one. Temporary shard
+    directories (`ckpt-N_temp/`) are removed after a failed write and after
+    each successful one."""
     previous = manager.latest_checkpoint
     try:
         path = manager.save(checkpoint_number=number)
     except (OSError, tf.errors.OpError) as e:
+        # The failed write's `ckpt-N_temp/` shards: on a full disk, exactly
+        # the space the user would have to free.
+        remove_temporaries(manager.directory)
+        reason = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", str(getattr(e, "message", e)))
         raise CheckpointWriteError(
             f"Could not write checkpoint {number} in {manager.directory} "
-            f"({getattr(e, 'message', e)}). The previous checkpoint ({previous or 'none'}) "
+            f"({' '.join(reason.split())}). The previous checkpoint ({previous or 'none'}) "
             "is intact; free disk space and rerun the same command to resume."
         ) from e
     logging.info("Saved checkpoint %s", path)
+    remove_temporaries(manager.directory)  # e.g. left by a run killed mid-write
     return path

@@ -1,8 +1,10 @@
-"""Safe file output: atomic writes and work-directory checks.
+"""Safe file output: atomic writes.
 
 A kill or a full disk during a write must never leave a file or directory
 that looks complete but is not: everything is written beside its target
-under a temporary name and renamed into place only when complete.
+under a temporary name (`.tmp-*`, `.NAME.tmp-*`) and renamed into place only
+when complete; `minilm_tf.workdir` removes such leftovers when a run starts.
+The work directory itself (creation, links, lock) is `minilm_tf.workdir`.
 """
 
 import contextlib
@@ -11,29 +13,6 @@ import os
 import shutil
 import tempfile
 from typing import Any, Iterator
-
-
-def prepare_workdir(path: str) -> str:
-    """Creates `path` if needed; clear errors when it is a file or read-only."""
-    path = os.path.abspath(path)
-    if os.path.exists(path) and not os.path.isdir(path):
-        raise NotADirectoryError(f"--workdir {path} exists and is a file; pass a directory.")
-    try:
-        os.makedirs(path, exist_ok=True)
-    except OSError as e:
-        raise PermissionError(f"Cannot create --workdir {path}: {e.strerror}.") from e
-    if not os.access(path, os.W_OK | os.X_OK):
-        raise PermissionError(f"--workdir {path} is not writable; choose another directory.")
-    return path
-
-
-def inside(workdir: str, relative: str) -> str:
-    """Joins `relative` onto `workdir`, refusing paths that escape it."""
-    root = os.path.realpath(workdir)
-    target = os.path.realpath(os.path.join(root, relative))
-    if os.path.commonpath([root, target]) != root:
-        raise ValueError(f"Output path {relative!r} escapes the working directory {workdir}.")
-    return target
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -54,6 +33,19 @@ def atomic_write_text(path: str, text: str) -> None:
 
 def atomic_write_json(path: str, data: Any) -> None:
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def atomic_savefig(fig, path: str, **kwargs) -> None:
+    """`fig.savefig(path)` via a temporary file and a rename."""
+    directory, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(directory, f".tmp-{name}")
+    try:
+        fig.savefig(tmp, format=os.path.splitext(name)[1].lstrip(".") or "png", **kwargs)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 @contextlib.contextmanager

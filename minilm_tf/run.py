@@ -8,9 +8,14 @@ loads the teacher, builds the student and the corpus pipeline, distills with
   step); rerunning the same command resumes from the newest one;
 - `run_config.json`: the config; a restart with an incompatible one refuses;
 - `tensorboard/`: losses, learning rate, tokens/s;
-- `metrics.csv` and `loss_curves.png`: loss components over steps;
+- `metrics.csv` and `loss_curves.png`: loss components over steps (a resumed
+  run first drops the rows after its checkpoint, so no step is listed twice);
 - `student/`: the final student as a keras-hub preset directory;
 - `report.json`: config, steps, tokens, wall time, throughput, losses.
+
+The work directory is held with `minilm_tf.workdir.hold` for the whole run:
+one run at a time, no links leading outside it, leftovers of unfinished
+writes removed at the start.
 
 The config is a nested mapping (an `ml_collections.ConfigDict` from
 `configs/`); see `configs/demo_cpu.py` for every key.
@@ -29,14 +34,23 @@ import tensorflow as tf
 from absl import logging
 
 from minilm_tf import data as corpus
+from minilm_tf import workdir as workdirs
 from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
-from minilm_tf.fileio import atomic_directory, atomic_write_json, prepare_workdir
+from minilm_tf.fileio import (
+    atomic_directory,
+    atomic_savefig,
+    atomic_write_json,
+    atomic_write_text,
+)
 from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 from minilm_tf.losses import parse_objective
 from minilm_tf.optim import make_adamw
 from minilm_tf.student import INITS, build_student, count_params
 from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
+
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.csv"
 
 # Config keys that must not change when a run resumes.
 _IDENTITY_KEYS = (
@@ -232,9 +246,37 @@ def plot_losses(csv_path: str, png_path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(png_path + ".tmp.png", dpi=110)
+    atomic_savefig(fig, png_path, dpi=110)
     plt.close(fig)
-    os.replace(png_path + ".tmp.png", png_path)
+
+
+def truncate_metrics(csv_path: str, step: int) -> None:
+    """Keeps the rows of metrics.csv up to `step` (where a resumed run
+    continues), so steps repeated after a kill are not listed twice; a row
+    cut short by a kill is dropped too."""
+    if not os.path.exists(csv_path):
+        return
+    with open(csv_path, encoding="utf-8", newline="") as f:
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return
+    header = next(csv.reader([lines[0]]))
+    kept = [lines[0]]
+    for line in lines[1:]:
+        fields = next(csv.reader([line]), [])
+        if not line.endswith("\n") or len(fields) != len(header):
+            break  # written half-way when the run was killed
+        try:
+            if int(fields[0]) > step:
+                break
+        except ValueError:
+            break
+        kept.append(line)
+    if len(kept) == 1:
+        os.remove(csv_path)  # the next row writes the header again
+    elif len(kept) < len(lines):
+        atomic_write_text(csv_path, "".join(kept))
 
 
 def _set_precision(precision: str) -> None:
@@ -254,19 +296,32 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         RunInterrupted: after SIGTERM/SIGINT, once a checkpoint is saved.
         FloatingPointError: when the loss became non-finite (the last good
             checkpoint is kept).
-        ValueError: for a bad config, or one incompatible with `workdir`.
+        ValueError: for a bad config, or one incompatible with `workdir`;
+            `minilm_tf.workdir.WorkdirError` (a ValueError) when `workdir`
+            holds a link leading outside it or another run holds it.
     """
     validate_config(config)
-    workdir = prepare_workdir(workdir)
+    train = config["train"]
+    _set_precision(train["precision"])
+    strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
+    chief = is_chief(strategy)
+    # Every worker must save; only the chief's checkpoints are kept, the
+    # others go to .worker_<id>/, each worker holding its own lock.
+    worker = "" if chief else f".worker_{strategy.cluster_resolver.task_id}"
+    with workdirs.hold(workdir, temporaries_in=(worker, worker or CHECKPOINT_DIR),
+                       lock_file=f"{worker}.lock" if worker else workdirs.LOCK_FILE) as held:
+        return _run_distillation(config, held.root, strategy, chief,
+                                 held.path(worker or CHECKPOINT_DIR))
+
+
+def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
+                      checkpoint_dir: str) -> dict:
+    train = config["train"]
     config_dict = _to_dict(config)
     config_path = os.path.join(workdir, "run_config.json")
     if os.path.exists(config_path):
         with open(config_path, encoding="utf-8") as f:
             check_resume_compatible(json.load(f), config_dict)
-    train = config["train"]
-    _set_precision(train["precision"])
-    strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
-    chief = is_chief(strategy)
 
     keras.utils.set_random_seed(train["seed"])
     with strategy.scope():
@@ -322,14 +377,14 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
     if chief:
         atomic_write_json(config_path, config_dict)
 
-    checkpoint_dir = os.path.join(workdir, "checkpoints")
-    if not chief:  # every worker must save; only the chief's copy is kept
-        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}")
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
         logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step.numpy()))
     start_step = int(step.numpy())
+    csv_path = os.path.join(workdir, METRICS_FILE)
+    if chief:
+        truncate_metrics(csv_path, start_step)
 
     train_ds, heldout_ds, stats = _datasets(config, teacher, train["batch_size"])
     padding = corpus.padding_fraction(train_ds, 4)
@@ -360,8 +415,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
                 manager=manager, step=step, total_steps=train["steps"],
                 tokens_per_step=tokens_per_step, log_every=train["log_every"],
                 checkpoint_every=train["checkpoint_every"], summary_writer=writer,
-                csv_path=os.path.join(workdir, "metrics.csv"),
-                signals=signals,
+                csv_path=csv_path, signals=signals,
             )
             distiller.fit(
                 train_ds.skip(start_step), steps_per_epoch=remaining, epochs=1,
@@ -409,7 +463,6 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         "corpus": vars(stats),
     })
     if chief:
-        csv_path = os.path.join(workdir, "metrics.csv")
         if os.path.exists(csv_path):
             report["plot"] = os.path.join(workdir, "loss_curves.png")
             plot_losses(csv_path, report["plot"])

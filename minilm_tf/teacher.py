@@ -169,6 +169,57 @@ def _match_hf_normalization(tokenizer: Any, directory: str) -> None:
 PRESET_WEIGHTS_FILE = "model.weights.h5"
 
 
+def _weights_shape(weights: str) -> dict:
+    """What a keras-hub transformer backbone's `model.weights.h5` holds:
+    its number of transformer layers and, where the layer names say,
+    vocabulary size, hidden size, heads, feed-forward size and positions."""
+    import h5py
+
+    held = {}
+    with h5py.File(weights, "r") as f:
+        layers = f.get("layers")
+        if layers is None:
+            return held
+        blocks = sorted(n for n in layers if n.startswith("transformer_"))
+        held["num_layers"] = len(blocks)
+
+        def shape(path):
+            node = layers.get(path)
+            return tuple(node.shape) if isinstance(node, h5py.Dataset) else None
+
+        embedding = shape("reversible_embedding/vars/0") or shape("token_embedding/vars/0")
+        if embedding:
+            held["vocabulary_size"], held["hidden_dim"] = embedding
+        positions = shape("position_embedding/vars/0")
+        if positions:
+            held["max_sequence_length"] = positions[0]
+        if blocks:
+            query = shape(f"{blocks[0]}/_self_attention_layer/query_dense/vars/0")
+            if query and len(query) == 3:
+                held["num_heads"] = query[1]
+            intermediate = shape(f"{blocks[0]}/_feedforward_intermediate_dense/vars/0")
+            if intermediate:
+                held["intermediate_dim"] = intermediate[1]
+    return held
+
+
+def _mismatch_error(directory: str, weights: str, error: Exception) -> ValueError:
+    """A ValueError naming where config.json and the weights file disagree."""
+    config = _read_json(os.path.join(directory, "config.json")).get("config", {})
+    try:
+        held = _weights_shape(weights)
+    except (OSError, ValueError):
+        held = {}
+    differences = [f"{key} is {config[key]} in config.json but {value} in {PRESET_WEIGHTS_FILE}"
+                   for key, value in held.items() if key in config and config[key] != value]
+    detail = "; ".join(differences) or str(error).strip().splitlines()[0]
+    return ValueError(
+        f"The preset {directory} does not match its weights ({detail}): config.json and "
+        f"{PRESET_WEIGHTS_FILE} come from different models. Re-save the preset (or restore "
+        "its config.json)."
+    )
+
+
 def _load_keras_hub_preset(preset: str, spec: str) -> LoadedEncoder:
     directory = preset if os.path.isdir(preset) else None
     weights = os.path.join(directory, PRESET_WEIGHTS_FILE) if directory else None
@@ -182,6 +233,10 @@ def _load_keras_hub_preset(preset: str, spec: str) -> LoadedEncoder:
             f"{weights} is damaged (truncated or not a valid HDF5 file) and cannot be "
             f"read: {e}. Re-save the preset or re-download it."
         ) from e
+    except ValueError as e:  # Keras: "expected 1 variables, but received 0", shapes...
+        if weights is None or not os.path.isfile(weights):
+            raise
+        raise _mismatch_error(directory, weights, e) from e
     tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     metadata = {}
     if directory and os.path.exists(os.path.join(directory, METADATA_FILE)):

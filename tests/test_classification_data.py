@@ -275,3 +275,37 @@ def test_glue_tfds_mock_data():
     assert len(sst2.train) == 5 and sst2.train.text_pairs is None
     assert stsb.kind == cd.REGRESSION and stsb.train.labels.dtype == np.float32
     assert stsb.is_pair and stsb.metrics == ("pearson", "spearman")
+
+
+def test_empty_texts_are_refused_or_noted(tmp_path):
+    """All (or nearly all) empty texts: an error naming the count; many: a
+    note in the task data (and the log); pairs count as text."""
+    def write(name, texts, pairs=None):
+        path = tmp_path / name
+        with open(path, "w", encoding="utf-8") as f:
+            for i, text in enumerate(texts):
+                row = {"text": text, "label": ["neg", "pos"][i % 2]}
+                if pairs is not None:
+                    row["text_pair"] = pairs[i]
+                f.write(json.dumps(row) + "\n")
+        return str(path)
+
+    words = [f"word{i}" for i in range(20)]
+    full = write("full.jsonl", words)
+    empty = write("empty.jsonl", ["", " ", "\t"] * 6 + ["", ""])
+    with pytest.raises(ValueError, match=r"empty.jsonl: 20 of 20 train examples have empty "
+                                         r"text, nothing to learn from; .*--text_column"):
+        cd.load_local_task("toy", empty, validation_file=full)
+    nearly = write("nearly.jsonl", [""] * 18 + ["a", "b"])
+    with pytest.raises(ValueError, match="18 of 20 train examples"):
+        cd.load_local_task("toy", nearly, validation_file=full)
+    with pytest.raises(ValueError, match="20 of 20 validation examples"):
+        cd.load_local_task("toy", full, validation_file=empty)
+    some = write("some.jsonl", [""] * 4 + words[4:])
+    data = cd.load_local_task("toy", some, validation_file=full)
+    assert any("4 of 20 train examples have empty text" in n for n in data.notes)
+    assert len(data.train) == 20
+    assert not cd.load_local_task("toy", full, validation_file=full).notes
+    # Empty first texts with a second text are not empty examples.
+    paired = write("paired.jsonl", [""] * 20, pairs=words)
+    assert not cd.load_local_task("toy", paired, validation_file=paired).notes

@@ -95,17 +95,16 @@ def test_optimizer_defaults_and_schedule():
         ft.FinetuneConfig(model="m", task="t", workdir="w", warmup_ratio=1.5).validate()
 
 
-def test_prepare_workdir_refuses_file_and_previous_run(tmp_path):
-    f = tmp_path / "afile"
-    f.write_text("x")
-    with pytest.raises(NotADirectoryError):
-        ft.prepare_workdir(str(f))
+def test_previous_run_is_refused_unless_overwrite(tmp_path):
+    from minilm_tf import workdir
+
     wd = tmp_path / "run"
-    assert ft.prepare_workdir(str(wd)) == str(wd)
-    (wd / "report.json").write_text("{}")
-    with pytest.raises(FileExistsError, match="previous run"):
-        ft.prepare_workdir(str(wd))
-    ft.prepare_workdir(str(wd), overwrite=True)
+    with workdir.hold(str(wd)) as held:
+        ft.clear_previous_run(held.root)  # empty: nothing to refuse
+        (wd / "report.json").write_text("{}")
+        with pytest.raises(FileExistsError, match="previous run"):
+            ft.clear_previous_run(held.root)
+        ft.clear_previous_run(held.root, overwrite=True)
     assert not (wd / "report.json").exists()
 
 

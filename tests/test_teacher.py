@@ -129,3 +129,29 @@ def test_truncated_preset_weights_are_a_clear_error(tmp_path):
     message = str(error.value)
     assert message.startswith(f"{weights} is damaged (truncated or not a valid HDF5 file)")
     assert "truncated file" in message and message.endswith("Re-save the preset or re-download it.")
+
+
+def test_preset_config_that_disagrees_with_its_weights_names_the_mismatch(tmp_path):
+    """Keras alone says "expected 1 variables, but received 0"; the error
+    names the config key, its value and what the weights file holds."""
+    from minilm_tf.export import testing
+    from minilm_tf.teacher import LoadedEncoder
+
+    tokenizer = testing.real_vocab_tokenizer()
+    target = tmp_path / "preset"
+    save_encoder(LoadedEncoder(testing.tiny_backbone(tokenizer), tokenizer, "tiny",
+                               "gelu_approximate"), str(target))
+    original = json.loads((target / "config.json").read_text())
+    for key, value, held in (("num_layers", 3, 1), ("hidden_dim", 64, testing.HIDDEN),
+                             ("num_heads", 4, 2), ("intermediate_dim", 7, 2 * testing.HIDDEN)):
+        config = json.loads(json.dumps(original))
+        config["config"][key] = value
+        (target / "config.json").write_text(json.dumps(config))
+        with pytest.raises(ValueError) as error:
+            load_teacher(str(target))
+        assert str(error.value) == (
+            f"The preset {target} does not match its weights ({key} is {value} in "
+            f"config.json but {held} in model.weights.h5): config.json and model.weights.h5 "
+            "come from different models. Re-save the preset (or restore its config.json).")
+    (target / "config.json").write_text(json.dumps(original))
+    assert load_teacher(str(target)).backbone.num_layers == 1

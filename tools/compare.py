@@ -30,6 +30,8 @@ import sys
 
 from absl import app, flags, logging
 
+import _cli  # tools/_cli.py: one error line for bad flags
+
 _TOOLS = os.path.dirname(os.path.abspath(__file__))
 _REPO = os.path.dirname(_TOOLS)
 for _p in (_REPO, _TOOLS):
@@ -57,30 +59,37 @@ def main(argv):
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
     if FLAGS.model:
         raise app.UsageError("Use --models (comma-separated), not --model.")
+    from minilm_tf import workdir as workdirs
+
+    models = [m.strip() for m in FLAGS.models if m.strip()]
+    try:
+        seeds = [int(x) for x in FLAGS.seeds] if FLAGS.seeds else None
+    except ValueError:
+        print(f"error: --seeds must be integers, got {FLAGS.seeds}.", file=sys.stderr)
+        return 1
+    try:
+        with workdirs.hold(FLAGS.workdir) as held:
+            return _compare(held.root, models, seeds)
+    except finetune_tool.USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+def _compare(workdir, models, seeds) -> int:
     import keras
 
     from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.fileio import atomic_write_json, atomic_write_text
     from minilm_tf.tasks.comparison import (comparison_chart, comparison_markdown,
                                             comparison_rows, model_slug)
     from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
 
-    models = [m.strip() for m in FLAGS.models if m.strip()]
-    workdir = os.path.abspath(FLAGS.workdir)
-    if os.path.exists(workdir) and not os.path.isdir(workdir):
-        print(f"error: workdir {workdir} exists and is not a directory.", file=sys.stderr)
-        return 1
     outputs = [os.path.join(workdir, n) for n in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG)]
     if any(os.path.exists(p) for p in outputs) and not FLAGS.overwrite:
         print(f"error: {workdir} already holds a comparison; use a new --workdir or "
               "--overwrite.", file=sys.stderr)
         return 1
     os.makedirs(os.path.join(workdir, "runs"), exist_ok=True)
-
-    try:
-        seeds = [int(x) for x in FLAGS.seeds] if FLAGS.seeds else None
-    except ValueError:
-        print(f"error: --seeds must be integers, got {FLAGS.seeds}.", file=sys.stderr)
-        return 1
     runs = []
     for i, spec in enumerate(models):
         model_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
@@ -114,14 +123,11 @@ def main(argv):
     rows = comparison_rows(runs, models)
     table = comparison_markdown(rows, FLAGS.task)
     print(table)
-    with open(outputs[0], "w", encoding="utf-8") as f:
-        json.dump({"task": FLAGS.task, "teacher": models[0], "rows": rows}, f, indent=2)
-    with open(outputs[1], "w", encoding="utf-8") as f:
-        f.write(table)
+    atomic_write_json(outputs[0], {"task": FLAGS.task, "teacher": models[0], "rows": rows})
+    atomic_write_text(outputs[1], table)
     comparison_chart(rows, outputs[2], FLAGS.task)
     print(f"wrote {outputs[0]}, {outputs[1]}, {outputs[2]}")
     return 0
 
-
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

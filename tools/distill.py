@@ -8,14 +8,14 @@ Unknown config keys are an error. See configs/base.py for every key.
 """
 
 import os
-import re
 import shlex
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+
+import _cli  # noqa: E402  (tools/_cli.py: one error line for bad flags)
 
 from minilm_tf.assistant import (  # noqa: E402
     ROUTES,
@@ -27,58 +27,13 @@ from minilm_tf.checkpointing import CheckpointWriteError  # noqa: E402
 from minilm_tf.run import RunInterrupted, run_distillation, summarize  # noqa: E402
 
 
-def _unknown_key(error: Exception) -> None:
-    """Exits naming the `--config.` override whose key does not exist.
-
-    ml_collections raises a KeyError (sometimes wrapped in an AttributeError)
-    whose message starts with the missing key in quotes, or ends with
-    "Attempting to lookup: PATH" when a path goes through a non-dict value.
-    """
-    while error.args and isinstance(error.args[0], BaseException):
-        error = error.args[0]
-    message = str(error.args[0]) if error.args else str(error)
-    overrides = [
-        a.split("=", 1)[0][len("--config."):] for a in sys.argv if a.startswith("--config.")
-    ]
-    lookup = re.search(r"Attempting to lookup: (\S+)", message)
-    missing = re.match(r"'([^']+)'", message)
-    if lookup:
-        bad = [lookup.group(1)]
-    elif missing:
-        bad = [o for o in overrides if missing.group(1) in o.split(".")] or [missing.group(1)]
-    else:
-        bad = [message.splitlines()[0] if message else type(error).__name__]
-    suggestion = re.search(r'Did you mean "([^"]+)"', message)
-    sys.exit(
-        "error: unknown config key "
-        + ", ".join(f"--config.{b}" if b in overrides else repr(b) for b in dict.fromkeys(bad))
-        + (f' (did you mean "{suggestion.group(1)}"?)' if suggestion else "")
-        + "; configs/base.py lists every valid key."
-    )
-
-
-try:  # config_flags reads the --config.* overrides from sys.argv right here
-    _CONFIG = config_flags.DEFINE_config_file(
-        "config", "configs/demo_cpu.py", "Recipe file under configs/.", lock_config=True
-    )
-except (AttributeError, KeyError) as e:
-    _unknown_key(e)
+_CONFIG = _cli.define_config("configs/demo_cpu.py", "Recipe file under configs/.")
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Output directory (resumed when it exists).")
 _ASSISTANT = flags.DEFINE_enum(
     "assistant", None, list(ROUTES),
     "Teacher-assistant route (overrides config.assistant.mode): off, on, or auto (the paper's "
     "rule: an assistant when the student has at most half the teacher's layers and width).",
 )
-
-
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl flag parsing with one-line errors instead of tracebacks."""
-    try:
-        return flags.FLAGS(argv)
-    except (AttributeError, KeyError) as e:
-        _unknown_key(e)
-    except flags.Error as e:
-        sys.exit(f"error: {e}")
 
 
 def main(argv):
@@ -95,9 +50,12 @@ def main(argv):
     except RunInterrupted as e:
         logging.warning("%s", e)
         sys.exit(130)
-    except (ValueError, FileNotFoundError, CheckpointWriteError) as e:
-        # Bad configs, data or work directories, or a full disk: the message
-        # says what to change; the traceback is there with --v=1.
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, FileExistsError, FloatingPointError, CheckpointWriteError) as e:
+        # Bad configs, data or work directories (a file, read-only, a link
+        # leading outside, another run holding it), a diverged loss or a full
+        # disk: the message says what to change; the traceback is there with
+        # --v=1.
         logging.debug("Traceback:", exc_info=True)
         sys.exit(f"error: {e}")
     print(f"route: {reason}")
@@ -114,4 +72,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse_flags)
+    _cli.run(main, flags_parser=_cli.parse_config_flags)

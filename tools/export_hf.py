@@ -26,7 +26,9 @@ does not match the embeddings, existing directory).
 import json
 import sys
 
-from absl import app, flags
+from absl import flags
+
+import _cli  # tools/_cli.py: one error line for bad flags
 
 FLAGS = flags.FLAGS
 
@@ -79,4 +81,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

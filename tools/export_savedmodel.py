@@ -29,6 +29,8 @@ import time
 
 from absl import app, flags, logging
 
+import _cli  # tools/_cli.py: one error line for bad flags
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
@@ -170,4 +172,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -38,6 +38,8 @@ import time
 
 from absl import app, flags, logging
 
+import _cli  # tools/_cli.py: one error line for bad flags
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
@@ -92,7 +94,7 @@ def _check_name(name: str) -> None:
 
 
 def run(f=FLAGS) -> dict:
-    from minilm_tf.export import data as xdata
+    from minilm_tf import workdir as workdirs
     from minilm_tf.export import source as src
     from minilm_tf.export import tflite as tl
 
@@ -107,12 +109,23 @@ def run(f=FLAGS) -> dict:
         _check_name(f.name)
     normalize = {"auto": None, "true": True, "false": False}[f.normalize]
     source = src.load_source(f.model, f.sequence_length, f.pooling, normalize)
+    # One export at a time per --output_dir; no links leading out of it;
+    # leftovers of a killed export (.tmp_*.tflite) removed.
+    with workdirs.hold(f.output_dir, what=f"the output directory {f.output_dir}") as out:
+        return _export(f, source, out.root, t_start)
+
+
+def _export(f, source, output_dir: str, t_start: float) -> dict:
+    from minilm_tf import fileio
+    from minilm_tf.export import data as xdata
+    from minilm_tf.export import source as src
+    from minilm_tf.export import tflite as tl
+
     name = f.name or _name(f.model)
-    os.makedirs(f.output_dir, exist_ok=True)
     suffix = ".tokenizer" if f.with_tokenizer else ""
-    paths = {m: os.path.join(f.output_dir, f"{name}.{m}{suffix}.tflite") for m in f.modes}
-    report_path = os.path.join(f.output_dir, "report.json")
-    existing = [p for p in list(paths.values()) + [report_path] if os.path.exists(p)]
+    paths = {m: os.path.join(output_dir, f"{name}.{m}{suffix}.tflite") for m in f.modes}
+    report_path = os.path.join(output_dir, "report.json")
+    existing = [p for p in list(paths.values()) + [report_path] if os.path.lexists(p)]
     if existing and not f.overwrite:
         raise FileExistsError(f"{existing} exist; pass --overwrite or another --output_dir.")
 
@@ -187,10 +200,7 @@ def run(f=FLAGS) -> dict:
     if source.kind == src.ENCODER:
         report.update(pooling=list(source.pooling), normalize=source.normalize)
     report = xdata.jsonable(report)
-    tmp = report_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(report, fh, indent=2)
-    os.replace(tmp, report_path)
+    fileio.atomic_write_json(report_path, report)
     return report
 
 
@@ -238,4 +248,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -44,6 +44,8 @@ import sys
 
 from absl import app, flags, logging
 
+import _cli  # tools/_cli.py: one error line for bad flags
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if _REPO not in sys.path:
     sys.path.insert(0, _REPO)
@@ -86,6 +88,8 @@ flags.DEFINE_integer("seed", 0, "Random seed (weights init of the head, shufflin
                      "subsampling).")
 flags.DEFINE_integer("max_train_examples", None, "Subsample train (seeded) for quick runs.")
 flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test (seeded).")
+flags.DEFINE_integer("log_every", 50, "Training progress line every N steps (and at each "
+                     "epoch's end).")
 flags.DEFINE_integer("latency_examples", 256, "Examples timed for latency (0: skip).")
 flags.DEFINE_bool("save_model", True, "Save the fine-tuned model under the workdir.")
 flags.DEFINE_bool("overwrite", False, "Replace a previous run's outputs in the workdir.")
@@ -146,6 +150,7 @@ def config_from_flags(model=None, workdir=None):
         seed=FLAGS.seed,
         max_train_examples=FLAGS.max_train_examples,
         max_eval_examples=FLAGS.max_eval_examples,
+        log_every=FLAGS.log_every,
         latency_examples=FLAGS.latency_examples,
         save_model=FLAGS.save_model,
         overwrite=FLAGS.overwrite,
@@ -168,13 +173,13 @@ def main(argv):
     missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
     if missing:
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
-    from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
 
     try:
         config = config_from_flags()
         report = run_finetune(config, log_fn=logging.info)
-    except USER_ERRORS as e:
+    except (*USER_ERRORS, CheckpointWriteError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
@@ -189,4 +194,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main)

@@ -26,14 +26,12 @@ settings may not.
 import sys
 
 from absl import app, flags, logging
-from ml_collections import config_flags
 
-from minilm_tf.checkpointing import RunInterrupted
+import _cli  # tools/_cli.py: one error line for bad flags
+from minilm_tf.checkpointing import CheckpointWriteError, RunInterrupted
 from minilm_tf.training.study import Study, StudyConfig, parse_rows, parse_tasks
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "configs/demo_cpu.py", "Distillation recipe under configs/.", lock_config=True
-)
+_CONFIG = _cli.define_config("configs/demo_cpu.py", "Distillation recipe under configs/.")
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Study directory (resumed when it exists).")
 flags.DEFINE_list("rows", ["none/teacher_layers", "minilm/teacher_layers"],
@@ -78,7 +76,8 @@ def main(argv):
     except RunInterrupted as e:
         logging.warning("%s", e)
         return 130
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
+            PermissionError, FileExistsError, FloatingPointError, CheckpointWriteError) as e:
         logging.debug("Traceback:", exc_info=True)
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -90,4 +89,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _cli.run(main, flags_parser=_cli.parse_config_flags)

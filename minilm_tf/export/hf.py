@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf import workdir as workdirs
 from minilm_tf.fileio import atomic_directory
 from minilm_tf.student import count_params
 from minilm_tf.teacher import LoadedEncoder
@@ -567,37 +568,45 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
             "normalize": bool(encoder.metadata.get("normalize", False)),
             "max_seq_length": _max_seq_length(encoder, max_seq_length),
         }
-    with atomic_directory(directory, overwrite=True) as tmp:
-        _write_json(os.path.join(tmp, "config.json"), config)
-        save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-        with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
-            f.writelines(token + "\n" for token in tokenizer.get_vocabulary())
-        _write_json(os.path.join(tmp, "tokenizer_config.json"),
-                    tokenizer_config(tokenizer, config["max_position_embeddings"]))
-        _write_json(os.path.join(tmp, "special_tokens_map.json"), _special_tokens(tokenizer))
-        if sentence:
-            _write_json(os.path.join(tmp, "modules.json"), _modules(sentence["normalize"]))
-            os.makedirs(os.path.join(tmp, "1_Pooling"))
-            _write_json(os.path.join(tmp, "1_Pooling", "config.json"), sentence["pooling"])
-            _write_json(os.path.join(tmp, "sentence_bert_config.json"),
-                        {"max_seq_length": sentence["max_seq_length"], "do_lower_case": False})
-            if sentence["normalize"]:
-                os.makedirs(os.path.join(tmp, "2_Normalize"))
-            from minilm_tf import __version__
+    # One export at a time into `directory` (the lock lives beside it, as the
+    # directory is replaced as a whole); leftovers of a killed one are removed.
+    parent, base = os.path.split(directory)
+    os.makedirs(parent, exist_ok=True)
+    with workdirs.exclusive(os.path.join(parent, f".{base}.lock"),
+                            f"the export directory {directory}"):
+        workdirs.remove_temporaries(parent, of=base)
+        check_target(directory, overwrite)  # again: another export may have just finished
+        with atomic_directory(directory, overwrite=True) as tmp:
+            _write_json(os.path.join(tmp, "config.json"), config)
+            save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.writelines(token + "\n" for token in tokenizer.get_vocabulary())
+            _write_json(os.path.join(tmp, "tokenizer_config.json"),
+                        tokenizer_config(tokenizer, config["max_position_embeddings"]))
+            _write_json(os.path.join(tmp, "special_tokens_map.json"), _special_tokens(tokenizer))
+            if sentence:
+                _write_json(os.path.join(tmp, "modules.json"), _modules(sentence["normalize"]))
+                os.makedirs(os.path.join(tmp, "1_Pooling"))
+                _write_json(os.path.join(tmp, "1_Pooling", "config.json"), sentence["pooling"])
+                _write_json(os.path.join(tmp, "sentence_bert_config.json"),
+                            {"max_seq_length": sentence["max_seq_length"], "do_lower_case": False})
+                if sentence["normalize"]:
+                    os.makedirs(os.path.join(tmp, "2_Normalize"))
+                from minilm_tf import __version__
 
-            _write_json(os.path.join(tmp, "config_sentence_transformers.json"), {
-                "model_type": "SentenceTransformer",
-                "__version__": {"minilm_tf": __version__},
-                "prompts": {},
-                "default_prompt_name": None,
-                "similarity_fn_name": "cosine",
-            })
-        with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
-            f.write(model_card(encoder, config, parameters, sentence, os.path.basename(directory)))
-        files = sorted(
-            os.path.relpath(os.path.join(d, name), tmp)
-            for d, _, names in os.walk(tmp) for name in names
-        )
+                _write_json(os.path.join(tmp, "config_sentence_transformers.json"), {
+                    "model_type": "SentenceTransformer",
+                    "__version__": {"minilm_tf": __version__},
+                    "prompts": {},
+                    "default_prompt_name": None,
+                    "similarity_fn_name": "cosine",
+                })
+            with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+                f.write(model_card(encoder, config, parameters, sentence, base))
+            files = sorted(
+                os.path.relpath(os.path.join(d, name), tmp)
+                for d, _, names in os.walk(tmp) for name in names
+            )
     summary = {
         "path": directory,
         "files": files,

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf import workdir as workdirs
 from minilm_tf.export import source as src
 from minilm_tf.export import tokenization as tkn
 
@@ -286,9 +287,16 @@ def export_saved_model(
     model_dir = os.path.join(os.path.abspath(export_dir), model_name)
     if os.path.exists(model_dir) and not os.path.isdir(model_dir):
         raise NotADirectoryError(f"{model_dir} exists and is not a directory.")
+    # One export at a time per model directory; leftovers of a killed export
+    # (.tmp-<version>-*) are removed.
+    with workdirs.hold(model_dir, what=f"the export directory {model_dir}"):
+        return _export(source, model_dir, model_name, version, trim_padding, warmup_texts,
+                       verify)
+
+
+def _export(source, model_dir, model_name, version, trim_padding, warmup_texts, verify) -> dict:
     auto = version is None
     version = resolve_version(model_dir, version)
-    os.makedirs(model_dir, exist_ok=True)
     tmp = os.path.join(model_dir, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
     try:
         archive = build_archive(source, trim_padding=trim_padding)

@@ -34,6 +34,7 @@ import csv
 import dataclasses
 import io
 import json
+import logging
 import math
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -43,6 +44,8 @@ import numpy as np
 from minilm_tf.data.splits import (  # noqa: F401  (re-exported)
     BUILTIN_SPLIT_FRACTIONS, split_fingerprint, stable_hash, stable_stratified_split)
 from minilm_tf.packaged import package_path
+
+logger = logging.getLogger(__name__)
 
 CLASSIFICATION = "classification"
 REGRESSION = "regression"
@@ -571,6 +574,33 @@ def _check_pairs_consistent(splits: Dict[str, Optional[RawExamples]]) -> None:
         )
 
 
+# A split with at least this fraction of empty examples is refused (nothing
+# to learn from: usually the wrong text column); with at least the warning
+# fraction it is used, with a warning in the log and the report's notes.
+EMPTY_TEXT_ERROR_FRACTION = 0.9
+EMPTY_TEXT_WARNING_FRACTION = 0.1
+
+
+def check_texts(raw: Optional[RawExamples], split: str, notes: List[str]) -> None:
+    """Refuses a split whose examples (text and pair) are all or nearly all
+    empty; notes and logs one where many are."""
+    if raw is None or not len(raw):
+        return
+    pairs = raw.text_pairs or [""] * len(raw)
+    empty = sum(1 for t, p in zip(raw.texts, pairs)
+                if not (t or "").strip() and not (p or "").strip())
+    where = raw.source or split
+    if empty >= EMPTY_TEXT_ERROR_FRACTION * len(raw):
+        raise ValueError(
+            f"{where}: {empty} of {len(raw)} {split} examples have empty text, nothing to "
+            "learn from; check the file, or name its text column with --text_column."
+        )
+    if empty >= EMPTY_TEXT_WARNING_FRACTION * len(raw):
+        note = f"{where}: {empty} of {len(raw)} {split} examples have empty text."
+        logger.warning(note)
+        notes.append(note)
+
+
 def build_task_data(
     name: str,
     kind: str,
@@ -589,6 +619,8 @@ def build_task_data(
     notes = list(notes or [])
     if train.labels is None:
         raise ValueError(f"{train.source or 'train'}: the training data has no labels.")
+    for split, raw in (("train", train), ("validation", validation), ("test", test)):
+        check_texts(raw, split, notes)
     if kind == CLASSIFICATION:
         train, validation, test = (
             None if raw is None else dataclasses.replace(

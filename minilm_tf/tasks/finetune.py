@@ -64,6 +64,7 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
+from minilm_tf import workdir as workdirs
 from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
 from minilm_tf.fast_paths import trace_steps_with_fast_paths
 from minilm_tf.student import count_params
@@ -119,6 +120,7 @@ class FinetuneConfig:
     seed: int = 0
     max_train_examples: Optional[int] = None
     max_eval_examples: Optional[int] = None
+    log_every: int = 50  # training progress line every N steps (and at each epoch's end)
     latency_examples: int = 256  # 0 disables the latency measurement
     latency_batch_size: Optional[int] = None  # None: eval_batch_size
     save_model: bool = True
@@ -147,6 +149,8 @@ class FinetuneConfig:
             raise ValueError("max_train_examples must be >= 1.")
         if self.max_eval_examples is not None and self.max_eval_examples < 1:
             raise ValueError("max_eval_examples must be >= 1.")
+        if self.log_every < 1:
+            raise ValueError(f"log_every must be >= 1, got {self.log_every}.")
 
 
 # --------------------------------------------------------------------------
@@ -482,14 +486,12 @@ def measure_latency(model, split_or_dataset, preprocessor=None, batch_size: int 
 # Workdir and saving
 
 
-def prepare_workdir(workdir: str, overwrite: bool = False) -> str:
-    """Creates `workdir`; refuses a file, and a previous run's outputs unless
-    `overwrite` (then they are deleted first, and logged). An unfinished run
-    (checkpoints, no report.json) is kept for `run_finetune` to resume; the
-    outputs it had begun to write are removed (they are written again)."""
-    if not workdir:
-        raise ValueError("workdir is required.")
-    workdir = fileio.prepare_workdir(workdir)
+def clear_previous_run(workdir: str, overwrite: bool = False) -> None:
+    """In a held work directory (`minilm_tf.workdir.hold`): refuses a
+    previous run's outputs unless `overwrite` (then they are deleted first,
+    and logged). An unfinished run (checkpoints, no report.json) is kept for
+    `run_finetune` to resume; the outputs it had begun to write are removed
+    (they are written again)."""
     existing = [n for n in RUN_OUTPUTS if os.path.lexists(os.path.join(workdir, n))]
     unfinished = (os.path.isdir(os.path.join(workdir, resume.CHECKPOINT_DIR))
                   and REPORT_FILE not in existing)
@@ -509,7 +511,6 @@ def prepare_workdir(workdir: str, overwrite: bool = False) -> str:
             shutil.rmtree(path)
         else:
             os.remove(path)
-    return workdir
 
 
 def write_json_atomic(path: str, obj: Any) -> None:
@@ -685,12 +686,21 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
     t_start = time.perf_counter()
     kind = task_kind(config.task, config.task_kind)
     qa_finetune = _find_qa_hook() if kind == cdata.QA else None  # fail before any output
-    workdir = prepare_workdir(config.workdir, config.overwrite)
+    if not config.workdir:
+        raise ValueError("workdir is required.")
+    # Every worker saves; the copies are kept apart, each with its own lock.
+    worker = "" if is_chief(strategy) else f".worker_{strategy.cluster_resolver.task_id}"
+    checkpoints = os.path.join(worker, resume.CHECKPOINT_DIR)
+    with workdirs.hold(config.workdir, temporaries_in=(worker, checkpoints),
+                       lock_file=f"{worker}.lock" if worker else workdirs.LOCK_FILE) as held:
+        clear_previous_run(held.root, config.overwrite)
+        return _run_finetune(config, encoder, data, log, strategy, kind, qa_finetune,
+                             held.root, held.path(checkpoints), t_start)
+
+
+def _run_finetune(config, encoder, data, log, strategy, kind, qa_finetune, workdir,
+                  checkpoint_dir, t_start) -> Dict[str, Any]:
     keras.utils.set_random_seed(config.seed)
-    checkpoint_dir = os.path.join(workdir, resume.CHECKPOINT_DIR)
-    if not is_chief(strategy):  # every worker saves; keep the copies apart
-        checkpoint_dir = os.path.join(workdir, f".worker_{strategy.cluster_resolver.task_id}",
-                                      resume.CHECKPOINT_DIR)
     resume.check_config(checkpoint_dir, _config_dict(config))
 
     common = {
@@ -754,7 +764,7 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
 
     fit = resume.fit_resumable(model, epoch_dataset, epochs=config.epochs,
                                steps_per_epoch=steps_per_epoch, directory=checkpoint_dir,
-                               validation=callback, log=log,
+                               validation=callback, log=log, log_every=config.log_every,
                                batch_size=config.batch_size)
     fit_seconds, examples_trained = fit.fit_seconds, fit.examples_trained
     train_seconds = max(fit_seconds - callback.eval_seconds, 1e-9)

@@ -68,6 +68,7 @@ import keras
 import numpy as np
 
 from minilm_tf import fileio
+from minilm_tf import workdir as workdirs
 from minilm_tf.tasks import finetune as ft
 from minilm_tf.tasks import qa_model as qam
 from minilm_tf.tasks import resume
@@ -517,8 +518,12 @@ def finetune_qa(encoder, config, workdir: str,
     `config` (a `finetune.FinetuneConfig`), evaluates EM / F1, saves the
     model under `workdir`; returns the QA part of report.json (see the module
     docstring). The trained model is under the key `_model` (not reported)."""
+    with workdirs.hold(workdir, temporaries_in=("", resume.CHECKPOINT_DIR)) as held:
+        return _finetune_qa(encoder, config, held.root, log_fn, data)
+
+
+def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
     log = log_fn or logger.info
-    workdir = fileio.prepare_workdir(workdir)
     _check_encoder(encoder)
     options = resolve_qa_options(config, encoder.backbone)
     if data is None:

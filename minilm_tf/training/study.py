@@ -34,7 +34,8 @@ from typing import Callable, Mapping, Sequence
 
 import keras
 
-from minilm_tf.fileio import atomic_write_json, prepare_workdir
+from minilm_tf import workdir as workdirs
+from minilm_tf.fileio import atomic_savefig, atomic_write_json, atomic_write_text
 from minilm_tf.losses import parse_objective
 from minilm_tf.run import run_distillation
 from minilm_tf.student import INITS
@@ -195,9 +196,8 @@ class Study:
                  log: Callable[[str], None] = print):
         config.validate()
         self.config = config
-        self.workdir = prepare_workdir(workdir)
+        self.workdir = os.path.realpath(os.path.abspath(workdir))
         self.log = log
-        _check_identity(self.workdir, config)
         self.distilled: dict[Row, dict] = {}
         self.results: dict[tuple[str, str, int], dict] = {}  # (model, task, seed) -> report
 
@@ -207,7 +207,13 @@ class Study:
         return [Row(row.objective, row.init, steps) for steps in self.config.budgets] if row else []
 
     def run(self) -> dict:
-        """Distils and fine-tunes what is missing; returns the study table."""
+        """Distils and fine-tunes what is missing; returns the study table.
+        Holds the work directory (`minilm_tf.workdir.hold`) while it runs."""
+        with workdirs.hold(self.workdir, what=f"the study directory {self.workdir}"):
+            _check_identity(self.workdir, self.config)
+            return self._run()
+
+    def _run(self) -> dict:
         first, *others = self.config.seeds
         for task in self.config.tasks:
             self._finetune(TEACHER, task, first)
@@ -263,8 +269,7 @@ class Study:
     def _write_tables(self) -> dict:
         table = study_table(self)
         atomic_write_json(os.path.join(self.workdir, "study.json"), table)
-        with open(os.path.join(self.workdir, "study.md"), "w", encoding="utf-8") as f:
-            f.write(study_markdown(table))
+        atomic_write_text(os.path.join(self.workdir, "study.md"), study_markdown(table))
         study_chart(table, os.path.join(self.workdir, "study.png"))
         if self.curve_rows:
             curve = curve_table(self, table)
@@ -405,9 +410,8 @@ def study_chart(table: Mapping, path: str) -> None:
     ax.set_title(f"Students of {table['teacher']} at {table['tokens_per_row']:,} tokens")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
 
 def curve_table(study: Study, table: Mapping) -> dict:
@@ -461,7 +465,6 @@ def curve_chart(curve: Mapping, path: str) -> None:
     if tasks:
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path + ".tmp.png", dpi=100)
+    atomic_savefig(fig, path, dpi=100)
     plt.close(fig)
-    os.replace(path + ".tmp.png", path)
 
