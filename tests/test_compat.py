@@ -45,3 +45,17 @@ def test_xla_context_is_seen_only_inside_jit_compiled_functions():
     assert seen == {"xla": True, "graph": False}
     assert not _compat.in_xla_context()
     assert not _compat.in_multi_worker_mode(tf.distribute.get_strategy())
+
+
+def test_checkpoint_object_graph_names_objects_and_variables(tmp_path):
+    module = tf.Module()
+    module.inner = tf.Module()
+    module.inner.weight = tf.Variable([1.0, 2.0])
+    path = tf.train.Checkpoint(encoder=module).save(str(tmp_path / "ckpt"))
+    graph = _compat.checkpoint_object_graph(tf.train.load_checkpoint(path))
+    nodes = graph.nodes
+    encoder = next(c.node_id for c in nodes[0].children if c.local_name == "encoder")
+    inner = next(c.node_id for c in nodes[encoder].children if c.local_name == "inner")
+    weight = next(c.node_id for c in nodes[inner].children if c.local_name == "weight")
+    assert [a.checkpoint_key for a in nodes[weight].attributes] == [
+        "encoder/inner/weight/.ATTRIBUTES/VARIABLE_VALUE"]
