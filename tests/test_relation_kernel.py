@@ -180,12 +180,15 @@ def test_bad_implementation_and_bad_inputs(monkeypatch):
 
 
 def test_build_is_cached_and_failures_fall_back(tmp_path, monkeypatch, caplog):
+    prebuilt = os.environ.get(kernels.LIBRARY_ENV)  # set by the Bazel targets
+    monkeypatch.delenv(kernels.LIBRARY_ENV, raising=False)
     compiler = kernels._compiler()
     path = kernels.build(compiler)
     assert path == kernels.library_path(compiler) and os.path.exists(path)
     mtime = os.stat(path).st_mtime_ns
     assert kernels.build(compiler) == path and os.stat(path).st_mtime_ns == mtime  # no rebuild
-    assert kernels.relation_kl_op.__wrapped__() is not None  # loading again is harmless
+    if not prebuilt:  # (a second library of an op already loaded registers nothing)
+        assert kernels.relation_kl_op.__wrapped__() is not None  # loading again is harmless
 
     # A compiler that fails: a clear warning, None, and no half-written file.
     monkeypatch.setenv("MINILM_TF_KERNEL_CACHE", str(tmp_path))
@@ -195,4 +198,27 @@ def test_build_is_cached_and_failures_fall_back(tmp_path, monkeypatch, caplog):
     assert "XLA implementation" in caplog.text
     assert os.listdir(tmp_path) == []
     monkeypatch.setenv("MINILM_TF_NATIVE_KERNELS", "0")
+    assert kernels.relation_kl_op.__wrapped__() is None
+
+
+def test_a_prebuilt_library_is_loaded_and_a_bad_one_is_an_error(tmp_path, monkeypatch):
+    """$MINILM_TF_RELATION_KL_LIBRARY (the Bazel-built library) replaces the build."""
+    library = os.environ.get(kernels.LIBRARY_ENV) or kernels.build(kernels._compiler())
+    monkeypatch.setenv(kernels.LIBRARY_ENV, library)
+    monkeypatch.setenv("CXX", "false")  # no compiling: the named library is what loads
+    prebuilt = kernels.relation_kl_op.__wrapped__()
+    x = [make(2, 9, 12, s) for s in range(4)]
+    mask = np.ones((2, 9), "int32")
+    mask[1, 6:] = 0
+    outputs = prebuilt(*x, tf.constant(mask, tf.float32), num_heads=3, symmetric=False)
+    for got, want in zip(outputs, run_op(*x, 3, mask), strict=True):
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+
+    bad = tmp_path / "relation_kl.so"
+    bad.write_text("not a shared library")
+    for path in (str(bad), str(tmp_path / "missing.so")):
+        monkeypatch.setenv(kernels.LIBRARY_ENV, path)
+        with pytest.raises(RuntimeError, match=f"{kernels.LIBRARY_ENV}=.*unset it"):
+            kernels.relation_kl_op.__wrapped__()
+    monkeypatch.setenv("MINILM_TF_NATIVE_KERNELS", "0")  # switching kernels off still wins
     assert kernels.relation_kl_op.__wrapped__() is None

@@ -9,6 +9,10 @@ time, otherwise the first use does (10-20 s). Without a compiler, or
 with `MINILM_TF_NATIVE_KERNELS=0`, it returns None and callers use their
 XLA implementation.
 
+`$MINILM_TF_RELATION_KL_LIBRARY` names a library built elsewhere (e.g. the
+Bazel target `//minilm_tf/kernels:relation_kl.so`) to load instead of
+compiling; one that does not load is an error, not a fallback.
+
     python -m minilm_tf.kernels   # build (or find) the library, print its path
 """
 
@@ -25,6 +29,8 @@ import tensorflow as tf
 
 _SOURCE = os.path.join(os.path.dirname(__file__), "relation_kl.cc")
 _FLAGS = ["-O3", "-march=native", "-fPIC", "-shared", "-fno-math-errno", "-w"]
+# A prebuilt library to load instead of compiling relation_kl.cc.
+LIBRARY_ENV = "MINILM_TF_RELATION_KL_LIBRARY"
 
 
 def _cpu_signature() -> str:
@@ -84,11 +90,33 @@ def build(compiler: str) -> str:
     return path
 
 
+def _load_prebuilt(path: str):
+    """The op from the library named by `$MINILM_TF_RELATION_KL_LIBRARY`."""
+    try:
+        return tf.load_op_library(path).mini_lm_relation_kl
+    except (OSError, tf.errors.NotFoundError, AttributeError) as e:
+        raise RuntimeError(
+            f"{LIBRARY_ENV}={path} cannot be loaded as the MiniLMRelationKL op library ({e}); "
+            f"point it at a relation_kl.so built against this TensorFlow ({tf.__version__}) "
+            "or unset it to compile the kernel from source.") from e
+
+
+def _register_gradient() -> None:
+    try:  # Its gradient is computed with it (see `relations.relation_loss`).
+        tf.no_gradient("MiniLMRelationKL")
+    except KeyError:  # registered by an earlier load in this process
+        pass
+
+
 @functools.cache
 def relation_kl_op():
     """The compiled `MiniLMRelationKL` op, or None (see the module doc)."""
     if os.environ.get("MINILM_TF_NATIVE_KERNELS", "1") == "0":
         return None
+    if os.environ.get(LIBRARY_ENV):
+        op = _load_prebuilt(os.environ[LIBRARY_ENV])
+        _register_gradient()
+        return op
     compiler = _compiler()
     if compiler is None:
         logging.warning("minilm_tf: no C++ compiler found; the relation loss uses its XLA "
@@ -96,12 +124,9 @@ def relation_kl_op():
         return None
     try:
         op = tf.load_op_library(build(compiler)).mini_lm_relation_kl
-    except (RuntimeError, OSError, tf.errors.NotFoundError) as e:
+    except (RuntimeError, OSError, tf.errors.NotFoundError, AttributeError) as e:
         logging.warning("minilm_tf: the native relation kernel is unavailable; using the XLA "
                         "implementation. %s", e)
         return None
-    try:  # Its gradient is computed with it (see `relations.relation_loss`).
-        tf.no_gradient("MiniLMRelationKL")
-    except KeyError:  # registered by an earlier load in this process
-        pass
+    _register_gradient()
     return op

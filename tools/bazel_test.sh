@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds the package with Bazel and runs its fast tests (//tests:fast), offline.
+# Installs Debian's Bazel (bazel-bootstrap; root or sudo) when none is on PATH.
+# The Python targets run with .venv's interpreter and the native relation
+# kernel builds against .venv's TensorFlow (see WORKSPACE); tools/setup.sh
+# creates .venv when it is missing. Extra arguments go to `bazel test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! command -v bazel >/dev/null 2>&1; then
+  SUDO=()
+  [ "$(id -u)" = 0 ] || SUDO=(sudo)
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get install -y -qq bazel-bootstrap >/dev/null \
+    || { "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq bazel-bootstrap >/dev/null; }
+fi
+[ -x .venv/bin/python ] || bash tools/setup.sh
+# The package's own g++ build of the kernel, which //tests:native_kernel_test
+# compares with Bazel's (built once per machine, then found in its cache).
+.venv/bin/python -m minilm_tf.kernels >/dev/null 2>&1 \
+  || echo "note: the package could not build its own kernel; native_kernel_test will say why"
+exec bazel test //tests:fast "$@"
