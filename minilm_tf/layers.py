@@ -16,7 +16,6 @@ import keras
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf.fast_paths import fast_paths
 
 
 # Backbones whose layers cannot give MiniLM relations, and why.
@@ -103,8 +102,7 @@ class SelfAttentionRelations(keras.layers.Layer):
     """Queries, keys, values and attention of one encoder layer.
 
     Given the backbone's usual input dict, computes the chosen layer's input
-    hidden states (running only the layers below it, with
-    `minilm_tf.fast_paths`), applies that layer's attention pre-normalisation
+    hidden states (running only the layers below it), applies that layer's attention pre-normalisation
     when it has one, then its own query/key/value projections.
 
     Args:
@@ -194,8 +192,7 @@ class SelfAttentionRelations(keras.layers.Layer):
     def call(self, inputs: dict, training: bool | None = None) -> dict:
         # Backbones without segment embeddings (RoBERTa, DistilBERT) ignore
         # `segment_ids`, so one data pipeline serves every architecture.
-        with fast_paths(self.below):
-            below = self.below({name: inputs[name] for name in self.below.input}, training=training)
+        below = self.below({name: inputs[name] for name in self.below.input}, training=training)
         outputs = {"padding_mask": inputs["padding_mask"]}
         if self.return_sequence_output:
             outputs["sequence_output"] = below["sequence_output"]

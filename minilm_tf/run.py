@@ -98,9 +98,15 @@ def validate_config(config: Mapping) -> None:
         resolve_jit_compile(train["jit_compile"])
     except ValueError as e:
         raise ValueError(f"train.{e}") from None
+    if str(train.get("fast_paths", "true")).lower() not in FAST_PATHS:
+        raise ValueError(f"train.fast_paths must be one of {sorted(FAST_PATHS)}, "
+                         f"got {train['fast_paths']!r}.")
     parse_objective(config["objective"])
     if config["student"]["init"] not in INITS:
         raise ValueError(f"student.init must be one of {INITS}, got {config['student']['init']!r}.")
+
+
+FAST_PATHS = {"auto": None, "true": True, "false": False}
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
@@ -354,6 +360,7 @@ def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
             objective=config["objective"],
             teacher_layer=config["teacher_layer"],
             num_relation_heads=config["num_relation_heads"] or None,
+            fast_paths=FAST_PATHS[str(train.get("fast_paths", "true")).lower()],
         )
         optimizer = make_adamw(
             train["learning_rate"],

@@ -105,7 +105,19 @@ def test_benchmark_compares_objectives_in_one_process(tmp_path):
     assert result["overhead_ratio_cpu"] == pytest.approx(
         result["step"]["cpu_median_ms"]
         / (result["teacher"]["cpu_median_ms"] + result["student"]["cpu_median_ms"]), rel=1e-3)
-    assert "(a2) step, other objective" in stdout and "minilmv2 runs at" in stdout
+    assert "(a2) step, compared" in stdout and "minilmv2, fast paths on, runs at" in stdout
+
+
+def test_benchmark_compares_fast_paths_in_one_process(tmp_path):
+    report, stdout = _run(tmp_path, "--compare_fast_paths", "--jit_compile=false")
+    (result,) = report["results"]
+    _check_result(result, 64, 64)
+    assert result["fast_paths"] is True  # auto, without XLA
+    other = result["compared"]
+    assert other["objective"] == "minilm" and other["fast_paths"] is False
+    # The same step: both variants start from the same weights and batch, and the fast
+    # paths compute the same function (up to dropout's random numbers).
+    assert "minilm, fast paths off, runs at" in stdout
 
 
 def test_benchmark_rejects_bad_student_shape(tmp_path):

@@ -8,6 +8,7 @@ import tensorflow as tf
 from conftest import random_batch, tiny_bert
 from minilm_tf import activations, attention, normalization
 from minilm_tf.fast_paths import fast_paths
+from minilm_tf.distiller import MiniLMDistiller
 from minilm_tf.layers import SelfAttentionRelations
 
 
@@ -96,20 +97,37 @@ def test_layers_restored_after_an_error_and_nesting_is_harmless():
     assert _state(backbone) == before
 
 
-def test_relation_layer_traces_the_layers_below_with_fast_paths(spies):
+def test_relation_layer_is_plain_keras(spies):
     backbone = tiny_bert(num_layers=3)
     relations = SelfAttentionRelations(backbone, layer_index=-1)
-    before = _state(backbone)
     out = tf.function(lambda x: relations(x, training=True))(random_batch())
-    assert spies["attention"] == 2  # layers 0 and 1; layer 2 only projects Q, K, V
-    assert spies["gelu"] == 2
-    # Embeddings, then per layer: attention probabilities, attention output, feed-forward.
-    assert spies["dropout"] == 1 + 2 * 3
     assert tuple(out["queries"].shape[-2:]) == (4, 8)
-    assert _state(backbone) == before
+    assert spies == {"attention": 0, "gelu": 0, "dropout": 0, "layer_norm": 0}
+
+
+@pytest.mark.parametrize("fast_paths,jit_compile,used", [
+    (None, False, True), (None, True, False), (True, True, True), (False, False, False)])
+def test_distiller_steps_trace_with_fast_paths_by_choice(spies, fast_paths, jit_compile, used):
+    teacher, student = tiny_bert(num_layers=3, seed=0), tiny_bert(num_layers=2, seed=1)
+    distiller = MiniLMDistiller(teacher, student, objective="minilm", fast_paths=fast_paths)
+    assert MiniLMDistiller.from_config(distiller.get_config()).fast_paths is fast_paths
+    distiller.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit_compile)
+    before = _state(distiller)
+    batch = random_batch()
+    distiller.fit(tf.data.Dataset.from_tensors(batch), epochs=1, verbose=0)
+    assert distiller.uses_fast_paths is used
+    if used:
+        # Teacher layers 0-1 and student layer 0 (below the relation layers) attend;
+        # each model's embeddings, then per layer below: attention probabilities,
+        # attention output and feed-forward dropout (the frozen teacher's too:
+        # it runs with training=False, where Dropout returns its input).
+        assert spies["attention"] == 3 and spies["gelu"] == 3
+        assert spies["layer_norm"] > 0 and spies["dropout"] > 0
+    else:
+        assert spies == {"attention": 0, "gelu": 0, "dropout": 0, "layer_norm": 0}
+    assert _state(distiller) == before
     # Saved configs are untouched: the activation is still keras-hub's.
-    config = keras.saving.serialize_keras_object(backbone)
-    assert "fused" not in str(config)
+    assert "fused" not in str(keras.saving.serialize_keras_object(student))
 
 
 def test_fine_tuning_steps_trace_with_fast_paths(spies):
@@ -133,3 +151,14 @@ def test_fine_tuning_steps_trace_with_fast_paths(spies):
     eager = model(batch, training=False).numpy()
     assert spies["attention"] == traced
     np.testing.assert_allclose(predicted, eager, rtol=1e-5, atol=1e-5)
+
+
+def test_the_recipe_setting_is_checked():
+    from configs import base
+    from minilm_tf.run import validate_config
+
+    config = base.get_config()
+    validate_config(config)
+    config.train.fast_paths = "maybe"
+    with pytest.raises(ValueError, match=r"train.fast_paths must be one of \['auto', 'false', 'true'\]"):
+        validate_config(config)

@@ -119,3 +119,18 @@ def test_rows_and_tasks_parse_with_clear_errors(tmp_path):
         study.parse_rows(["none/random", "none/random"])
     with pytest.raises(FileNotFoundError, match="no train.jsonl"):
         study.parse_tasks([f"mine={tmp_path}"])[0].files()
+
+
+def test_a_study_saved_before_a_recipe_setting_existed_resumes(tmp_path):
+    """A saved identity without `train.fast_paths` matches the value that reproduces it."""
+    from configs import base
+
+    config = study.StudyConfig(distill=base.get_config(), rows=study.parse_rows(ROWS.split(",")),
+                               tasks=study.parse_tasks(["rotten_tomatoes"]), seeds=[0], steps=2)
+    saved = config.identity()
+    del saved["distill"]["train"]["fast_paths"]
+    (tmp_path / study.STUDY_CONFIG).write_text(json.dumps(saved))
+    study._check_identity(str(tmp_path), config)  # accepted
+    config.distill.train.fast_paths = "false"
+    with pytest.raises(ValueError, match=r"other settings \(distill\)"):
+        study._check_identity(str(tmp_path), config)

@@ -27,7 +27,8 @@ relation-loss implementation the step ran: the native CPU kernel
 (minilm_tf/kernels) or the XLA function (XLA-compiled steps, accelerators,
 no compiler, or `MINILM_TF_NATIVE_KERNELS=0` to compare). `--compare_objective`
 adds (a2), the same step with the other objective (e.g. MiniLMv2 against v1),
-and its tokens/s as a share of (a)'s. Timed steps are interleaved
+and its tokens/s as a share of (a)'s; `--compare_fast_paths` makes (a2) the
+same step with the other `MiniLMDistiller(fast_paths=...)` setting. Timed steps are interleaved
 (a, b, c, [a2,] a, b, c, ...) so that load changes on a shared machine hit
 all alike; median, min and max are reported. Memory: the process RSS
 high-water mark (getrusage), the per-phase peak RSS (VmHWM, reset through /proc/self/clear_refs where the kernel allows)
@@ -86,6 +87,12 @@ flags.DEFINE_enum("compare_objective", None, ["minilm", "minilmv2"],
                   "Also time the full step with this objective on the same teacher, student "
                   "and batch, interleaved with the others as (a2), and report its tokens/s "
                   "relative to (a) by wall and by CPU time.")
+flags.DEFINE_enum("fast_paths", "auto", ["auto", "true", "false"],
+                  "Trace the steps with minilm_tf.fast_paths (MiniLMDistiller(fast_paths=...)); "
+                  "auto: only when not XLA-compiled.")
+flags.DEFINE_bool("compare_fast_paths", False,
+                  "Also time the full step with the other fast-paths setting as (a2) "
+                  "(instead of --compare_objective).")
 flags.DEFINE_list("precisions", ["float32"],
                   "Keras dtype policies to measure, e.g. float32,mixed_bfloat16.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
@@ -109,7 +116,7 @@ PHASE_TITLES = {
     "step": "(a) distillation step",
     "teacher": "(b) teacher forward",
     "student": "(c) student step",
-    "compared": "(a2) step, other objective",
+    "compared": "(a2) step, compared",
 }
 # CPU features that decide the bfloat16 / matmul paths.
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni",
@@ -258,20 +265,26 @@ def build_models(precision: str, jit: bool):
     student = build_student(teacher, num_layers=layers, hidden_dim=hidden, num_heads=heads,
                             intermediate_dim=FLAGS.student_intermediate_dim,
                             dropout=FLAGS.student_dropout, seed=FLAGS.seed)
-    def make_distiller(objective):
+    fast = {"auto": None, "true": True, "false": False}[FLAGS.fast_paths]
+
+    def make_distiller(objective, fast_paths):
         # --num_relation_heads applies to the MiniLMv2 one of the two.
         heads = FLAGS.num_relation_heads if objective == "minilmv2" else None
-        return MiniLMDistiller(teacher, student, objective=objective, num_relation_heads=heads)
+        return MiniLMDistiller(teacher, student, objective=objective, num_relation_heads=heads,
+                               fast_paths=fast_paths)
 
-    distiller = make_distiller(FLAGS.objective)
+    distiller = make_distiller(FLAGS.objective, fast)
     if not distiller.student_variables:
         # E.g. a student built from a teacher already frozen by another
         # distiller inherits `trainable=False`; (a) would then time no backward.
         raise ValueError("The student has no trainable variables reached by the loss.")
     distiller.compile(optimizer=make_optimizer(), jit_compile=jit)
     compared = None
-    if FLAGS.compare_objective:
-        compared = make_distiller(FLAGS.compare_objective)
+    if FLAGS.compare_fast_paths:
+        compared = make_distiller(FLAGS.objective, not distiller.uses_fast_paths)
+    elif FLAGS.compare_objective:
+        compared = make_distiller(FLAGS.compare_objective, fast)
+    if compared is not None:
         compared.compile(optimizer=make_optimizer(), jit_compile=jit)
     return teacher, student, distiller, compared
 
@@ -306,8 +319,11 @@ def make_runners(distiller, batch: dict, jit: bool, compared=None) -> dict:
     losses = []
 
     inputs = {k: tf.constant(v) for k, v in batch.items()}
-    teacher_fn = tf.function(lambda x: distiller.teacher_relations(x, training=False),
-                             jit_compile=jit)
+    def teacher_forward(x):
+        with distiller.fast_paths_scope():  # as the step (a) traces it
+            return distiller.teacher_relations(x, training=False)
+
+    teacher_fn = tf.function(teacher_forward, jit_compile=jit)
 
     def run_teacher():
         out = teacher_fn(inputs)
@@ -318,7 +334,7 @@ def make_runners(distiller, batch: dict, jit: bool, compared=None) -> dict:
     optimizer.build(variables)
 
     def student_step(x):
-        with tf.GradientTape() as tape:
+        with tf.GradientTape() as tape, distiller.fast_paths_scope():
             features = distiller.student_relations(x, training=True)
             loss = tf.add_n([tf.reduce_mean(tf.square(tf.cast(features[k], tf.float32)))
                              for k in ("queries", "keys", "values")])
@@ -453,6 +469,7 @@ def measure_precision(precision: str) -> dict:
     result = {
         "precision": precision,
         "jit_compile": jit,
+        "fast_paths": distiller.uses_fast_paths,
         "relation_loss": relation_implementation(jit),
         "build_s": round(build_s, 3),
         "warmup_s": first_call_s,
@@ -471,7 +488,8 @@ def measure_precision(precision: str) -> dict:
     if compared is not None:
         # Tokens/s of (a2) as a share of (a)'s, from the interleaved medians.
         result["compared"].update(
-            objective=FLAGS.compare_objective,
+            objective=FLAGS.objective if FLAGS.compare_fast_paths else FLAGS.compare_objective,
+            fast_paths=compared.uses_fast_paths,
             tokens_per_s_ratio=round(a / result["compared"]["median_ms"], 4),
             tokens_per_s_ratio_cpu=round(cpu_a / max(result["compared"]["cpu_median_ms"], 1e-9), 4))
     flops = step_matmul_flops(distiller, FLAGS.batch_size, FLAGS.seq_len)
@@ -655,11 +673,13 @@ def format_table(report: dict) -> str:
                      f"loss {r['loss_first']:.4f} -> {r['loss_last']:.4f}")
         if "compared" in r:
             other = r["compared"]
-            lines.append(f"{'':<15} (a2) {other['objective']} runs at "
+            lines.append(f"{'':<15} (a2) {other['objective']}, fast paths "
+                         f"{'on' if other['fast_paths'] else 'off'}, runs at "
                          f"{100 * other['tokens_per_s_ratio']:.1f}% of (a)'s tokens/s "
                          f"({100 * other['tokens_per_s_ratio_cpu']:.1f}% by CPU time)")
         mm = r["matmuls"]
-        lines.append(f"{'':<15} jit={r['jit_compile']}; relation loss {r['relation_loss']}; "
+        lines.append(f"{'':<15} jit={r['jit_compile']}; fast paths "
+                     f"{'on' if r['fast_paths'] else 'off'}; relation loss {r['relation_loss']}; "
                      f"matmuls {mm['step_flops'] / 1e9:.1f} GFLOP/step "
                      f"= {mm['achieved_gflops']:.0f} GFLOP/s, {100 * mm['fraction_of_peak']:.0f}% "
                      f"of this process's {mm['dtype']} matmul peak {mm['peak_gflops']:.0f} GFLOP/s")

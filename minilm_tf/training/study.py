@@ -173,12 +173,19 @@ def _row_config(config: StudyConfig, row: Row):
     return recipe
 
 
+# Recipe settings added after a study may have started, with the value that
+# reproduces what its runs did before the setting existed.
+_ADDED_SETTINGS = {("train", "fast_paths"): "true"}
+
+
 def _check_identity(workdir: str, config: StudyConfig) -> None:
     path = os.path.join(workdir, STUDY_CONFIG)
     identity = config.identity()
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             saved = json.load(f)
+        for (section, key), value in _ADDED_SETTINGS.items():
+            saved.get("distill", {}).get(section, {}).setdefault(key, value)
         if saved != identity:
             changed = sorted(k for k in identity if saved.get(k) != identity[k])
             raise ValueError(
