@@ -24,6 +24,7 @@ from typing import Any
 import keras
 import keras_hub
 
+from minilm_tf import _compat
 from minilm_tf import activations
 from minilm_tf.packaged import package_path
 
@@ -87,7 +88,7 @@ def set_feedforward_activation(backbone: keras.Model, hidden_act: str) -> None:
         )
     activation = _ACTIVATIONS[hidden_act]
     for layer in backbone.transformer_layers:
-        layer._feedforward_intermediate_dense.activation = activation
+        _compat.feedforward_intermediate(layer).activation = activation
 
 
 def _read_json(path: str) -> dict:
@@ -196,10 +197,10 @@ def _weights_shape(weights: str) -> dict:
         if positions:
             held["max_sequence_length"] = positions[0]
         if blocks:
-            query = shape(f"{blocks[0]}/_self_attention_layer/query_dense/vars/0")
+            query = shape(f"{blocks[0]}/{_compat.SELF_ATTENTION}/query_dense/vars/0")
             if query and len(query) == 3:
                 held["num_heads"] = query[1]
-            intermediate = shape(f"{blocks[0]}/_feedforward_intermediate_dense/vars/0")
+            intermediate = shape(f"{blocks[0]}/{_compat.FEEDFORWARD_INTERMEDIATE}/vars/0")
             if intermediate:
                 held["intermediate_dim"] = intermediate[1]
     return held

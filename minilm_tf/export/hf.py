@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf import _compat
 from minilm_tf import workdir as workdirs
 from minilm_tf.fileio import atomic_directory
 from minilm_tf.student import count_params
@@ -183,7 +184,7 @@ def hf_hidden_act(encoder: LoadedEncoder) -> str:
         )
     hf_name, family = HF_ACTIVATIONS[encoder.hidden_act]
     for layer in encoder.backbone.transformer_layers:
-        found = _activation_family(layer._feedforward_intermediate_dense.activation)
+        found = _activation_family(_compat.feedforward_intermediate(layer).activation)
         if found != family:
             raise ExportError(
                 f"encoder.hidden_act is {encoder.hidden_act!r} ({family}) but "
@@ -227,7 +228,7 @@ def hf_state_dict(backbone) -> dict[str, np.ndarray]:
         "embeddings.LayerNorm.bias": _np(backbone.get_layer("embeddings_layer_norm").beta),
     }
     for i, block in enumerate(backbone.transformer_layers):
-        attn = block._self_attention_layer
+        attn = _compat.self_attention(block)
         p = f"encoder.layer.{i}."
         for name, dense in (("query", attn.query_dense), ("key", attn.key_dense),
                             ("value", attn.value_dense)):
@@ -236,15 +237,15 @@ def hf_state_dict(backbone) -> dict[str, np.ndarray]:
         w[f"{p}attention.output.dense.weight"] = _dense_kernel(attn.output_dense.kernel,
                                                                fan_out=hidden)
         w[f"{p}attention.output.dense.bias"] = _np(attn.output_dense.bias).reshape(-1)
-        w[f"{p}attention.output.LayerNorm.weight"] = _np(block._self_attention_layer_norm.gamma)
-        w[f"{p}attention.output.LayerNorm.bias"] = _np(block._self_attention_layer_norm.beta)
-        w[f"{p}intermediate.dense.weight"] = _dense_kernel(
-            block._feedforward_intermediate_dense.kernel)
-        w[f"{p}intermediate.dense.bias"] = _np(block._feedforward_intermediate_dense.bias)
-        w[f"{p}output.dense.weight"] = _dense_kernel(block._feedforward_output_dense.kernel)
-        w[f"{p}output.dense.bias"] = _np(block._feedforward_output_dense.bias)
-        w[f"{p}output.LayerNorm.weight"] = _np(block._feedforward_layer_norm.gamma)
-        w[f"{p}output.LayerNorm.bias"] = _np(block._feedforward_layer_norm.beta)
+        w[f"{p}attention.output.LayerNorm.weight"] = _np(_compat.self_attention_norm(block).gamma)
+        w[f"{p}attention.output.LayerNorm.bias"] = _np(_compat.self_attention_norm(block).beta)
+        intermediate, output = _compat.feedforward_intermediate(block), _compat.feedforward_output(block)
+        w[f"{p}intermediate.dense.weight"] = _dense_kernel(intermediate.kernel)
+        w[f"{p}intermediate.dense.bias"] = _np(intermediate.bias)
+        w[f"{p}output.dense.weight"] = _dense_kernel(output.kernel)
+        w[f"{p}output.dense.bias"] = _np(output.bias)
+        w[f"{p}output.LayerNorm.weight"] = _np(_compat.feedforward_norm(block).gamma)
+        w[f"{p}output.LayerNorm.bias"] = _np(_compat.feedforward_norm(block).beta)
     pooled = backbone.get_layer("pooled_dense")
     w["pooler.dense.weight"] = _dense_kernel(pooled.kernel)
     w["pooler.dense.bias"] = _np(pooled.bias)
@@ -257,8 +258,8 @@ def hf_state_dict(backbone) -> dict[str, np.ndarray]:
 def _layer_norm_eps(backbone) -> float:
     eps = {float(backbone.get_layer("embeddings_layer_norm").epsilon)}
     for block in backbone.transformer_layers:
-        eps.add(float(block._self_attention_layer_norm.epsilon))
-        eps.add(float(block._feedforward_layer_norm.epsilon))
+        eps.add(float(_compat.self_attention_norm(block).epsilon))
+        eps.add(float(_compat.feedforward_norm(block).epsilon))
     if len(eps) != 1:
         raise ExportError(f"The layer norms use different epsilons {sorted(eps)}; a BERT "
                           "config has one layer_norm_eps.")

@@ -41,6 +41,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf import _compat
 from minilm_tf import workdir as workdirs
 from minilm_tf.export import source as src
 from minilm_tf.export import tokenization as tkn
@@ -463,7 +464,7 @@ def saved_model_cli(args: Sequence[str], timeout: float = 300.0) -> subprocess.C
 
 def plain_saved_model_cli(args: Sequence[str], timeout: float = 300.0):
     """TensorFlow's own `saved_model_cli` (no tensorflow-text ops)."""
-    return subprocess.run([sys.executable, "-m", "tensorflow.python.tools.saved_model_cli",
+    return subprocess.run([sys.executable, "-m", _compat.SAVED_MODEL_CLI,
                            *args], capture_output=True, text=True, timeout=timeout,
                           env=_subprocess_env())
 
