@@ -60,6 +60,8 @@ def _loaded_libraries() -> str:
 
 
 def test_package_loads_the_bazel_library():
+    # The package itself is the py_library's copy in the test's runfiles.
+    assert kernels.__file__.startswith(os.environ["TEST_SRCDIR"])
     op = kernels.relation_kl_op()
     assert op is not None
     maps = _loaded_libraries()

@@ -75,9 +75,11 @@ def _venv_tensorflow_impl(ctx):
 # TensorFlow {version} from the project's venv: headers and framework library.
 package(default_visibility = ["//visibility:public"])
 
+# include/external (half the files: copies of TensorFlow's own build
+# dependencies) is not what custom ops include; leaving it out halves analysis.
 cc_library(
     name = "headers",
-    hdrs = glob(["include/**"], exclude = ["include/**/*.py"]),
+    hdrs = glob(["include/**"], exclude = ["include/external/**", "include/**/*.py"]),
     includes = ["include"],
 )
 

@@ -14,8 +14,4 @@ if ! command -v bazel >/dev/null 2>&1; then
     || { "${SUDO[@]}" apt-get update -qq && "${SUDO[@]}" apt-get install -y -qq bazel-bootstrap >/dev/null; }
 fi
 [ -x .venv/bin/python ] || bash tools/setup.sh
-# The package's own g++ build of the kernel, which //tests:native_kernel_test
-# compares with Bazel's (built once per machine, then found in its cache).
-.venv/bin/python -m minilm_tf.kernels >/dev/null 2>&1 \
-  || echo "note: the package could not build its own kernel; native_kernel_test will say why"
 exec bazel test //tests:fast "$@"
