@@ -30,6 +30,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
+import tf_keras  # noqa: E402
 from absl import app, flags, logging  # noqa: E402
 from official.nlp.configs import encoders  # noqa: E402
 from official.nlp.modeling import networks  # noqa: E402
@@ -118,6 +119,7 @@ def make_bert(directory: str, kind: str, seed: int) -> None:
 
 def make_refused(directory: str, seed: int) -> None:
     """Tiny encoders of the kinds minilm_tf refuses, each with its own config."""
+    tf_keras.utils.set_random_seed(seed)  # their initialisers draw the weights
     inputs = fixed_inputs(len(VOCAB), seed)
     sizes = dict(hidden_size=8, num_layers=2, num_attention_heads=2, intermediate_size=16)
     albert = encoders.EncoderConfig(type="albert", albert=encoders.AlbertEncoderConfig(
