@@ -1,11 +1,77 @@
 """What every tool's command line shares: one `error: ...` line (exit status
 1) for a bad flag value or a usage error, instead of absl's usage text or
-"FATAL Flags parsing error"."""
+"FATAL Flags parsing error"; and TensorFlow's start-up noise (CUDA probing,
+CPU feature and XLA service lines, checkpoint sharding timings) kept quiet
+unless `--v=1` (or higher) asks for it. Import it before TensorFlow."""
 
+import logging
+import os
 import re
 import sys
 
 from absl import app, flags
+
+
+def _verbosity(argv: list[str]) -> int:
+    """The `--v` / `--verbosity` value on the command line (0 when absent)."""
+    value = 0
+    for i, arg in enumerate(argv):
+        for name in ("--v", "--verbosity", "-v"):
+            if arg == name and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif arg.startswith(name + "="):
+                value = arg.split("=", 1)[1]
+    try:
+        return int(value)
+    except ValueError:
+        return 0
+
+
+# What TensorFlow prints on every CPU-only start before its C++ log level
+# applies (an upstream abseil/TensorFlow limitation), dropped unless verbose.
+_STARTUP_NOISE = re.compile(
+    r"All log messages before absl::InitializeLog|cudart_stub\.cc|cuda_platform\.cc:\d+\] failed "
+    r"call to cuInit|cpu_feature_guard\.cc|To enable the following instructions|rebuild "
+    r"TensorFlow with the appropriate compiler flags")
+
+
+class _QuietTensorFlowInfo(logging.Filter):
+    """Drops INFO records logged from inside TensorFlow and Keras (e.g.
+    checkpoint "Sharding callback duration" lines); the tools' own stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        inside = any(f"{os.sep}{name}{os.sep}" in record.pathname for name in ("tensorflow", "keras"))
+        return record.levelno >= logging.WARNING or not inside
+
+
+def _import_tensorflow_quietly() -> None:
+    """Imports TensorFlow and probes its devices with stderr captured, then
+    writes back every captured line that is not start-up noise."""
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            import tensorflow as tf
+
+            tf.config.list_physical_devices()
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines(True)
+                    if not _STARTUP_NOISE.search(line)]
+            sys.stderr.write("".join(kept))
+
+
+if _verbosity(sys.argv) < 1:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # C++ INFO and WARNING lines
+    from absl import logging as absl_logging
+
+    absl_logging.get_absl_handler().addFilter(_QuietTensorFlowInfo())
+    _import_tensorflow_quietly()
 
 
 def parse_flags(argv: list[str]) -> list[str]:

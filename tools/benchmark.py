@@ -67,9 +67,6 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app, flags  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
 FLAGS = flags.FLAGS
 flags.DEFINE_string("teacher", "all-minilm-l6-v2",
                     "Teacher spec for minilm_tf.load_teacher, or `tiny` (a small random BERT).")

@@ -31,10 +31,6 @@ import time
 
 from absl import app, flags, logging
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("teacher", None, "Teacher: a tools/finetune.py workdir or an encoder spec.")

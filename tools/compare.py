@@ -32,12 +32,6 @@ from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
 
-_TOOLS = os.path.dirname(os.path.abspath(__file__))
-_REPO = os.path.dirname(_TOOLS)
-for _p in (_REPO, _TOOLS):
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
-
 import finetune as finetune_tool  # noqa: E402  (tools/finetune.py: defines the shared flags)
 
 FLAGS = flags.FLAGS

@@ -3,15 +3,15 @@
     python tools/distill.py --config configs/demo_cpu.py --workdir runs/demo \
         --config.student.num_layers=4
 
-Rerunning the same command resumes from the newest checkpoint in --workdir.
-Unknown config keys are an error. See configs/base.py for every key.
+Rerunning the same command resumes from the newest checkpoint in --workdir
+(one run at a time: a second one on the same --workdir is refused). Bad
+input is one `error: ...` line and exit status 1. Unknown config keys are an
+error. See configs/base.py for every key.
 """
 
 import os
 import shlex
 import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 

@@ -31,10 +31,6 @@ from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
 
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
-
 FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model", None, "A tools/finetune.py workdir (or its model/ dir), or an "

@@ -26,7 +26,8 @@ Examples:
 Writes <workdir>/report.json (metrics on validation and test, parameters,
 examples/s, latency, wall time), <workdir>/labels.json and the fine-tuned
 model (<workdir>/model/, a keras-hub task preset). Refuses a workdir that is a
-file or that holds a previous run's outputs (unless --overwrite). A run
+file, that holds a previous run's outputs (unless --overwrite), that another
+run is using, or that holds a link leading outside it. A run
 stopped by SIGTERM/SIGINT (exit status 130), SIGKILL or a crash resumes when
 the same command is run again: checkpoints are written at every epoch end and
 on SIGTERM/SIGINT (minilm_tf/tasks/resume.py).
@@ -45,10 +46,6 @@ import sys
 from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
-
-_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if _REPO not in sys.path:
-    sys.path.insert(0, _REPO)
 
 FLAGS = flags.FLAGS
 
