@@ -29,17 +29,17 @@ def source(all_minilm):
 
 @pytest.mark.slow
 def test_savedmodel_embedding_equals_sentence_transformers(source, reference, tmp_path):
-    from minilm_tf.export import savedmodel as sm
+    from minilm_tf.export import savedmodel
 
     data, expected = reference
     assert source.pooling == ("mean",) and source.normalize and source.sequence_length == 256
-    result = sm.export_saved_model(source, str(tmp_path), "all_minilm_l6_v2")
-    loaded = sm.load(result["path"])
+    result = savedmodel.export_saved_model(source, str(tmp_path), "all_minilm_l6_v2")
+    loaded = savedmodel.load(result["path"])
     texts = [str(s) for s in data["sentences"]]
-    ids = sm.run_signature(loaded, sm.text_inputs(texts), sm.TOKENIZE_SIGNATURE)
+    ids = savedmodel.run_signature(loaded, savedmodel.text_inputs(texts), savedmodel.TOKENIZE_SIGNATURE)
     width = data["token_ids"].shape[1]
     np.testing.assert_array_equal(ids["token_ids"][:, :width], data["token_ids"])
-    out = sm.run_signature(loaded, sm.text_inputs(texts))["embedding"]
+    out = savedmodel.run_signature(loaded, savedmodel.text_inputs(texts))["embedding"]
     np.testing.assert_allclose(out, expected, atol=1e-5)
     size = sum(os.path.getsize(os.path.join(d, f))
                for d, _, files in os.walk(result["path"]) for f in files)

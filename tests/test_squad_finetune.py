@@ -13,7 +13,7 @@ import keras
 import keras_hub
 
 from minilm_tf.tasks import finetune as ft  # noqa: E402
-from minilm_tf.tasks import qa_model as qam  # noqa: E402
+from minilm_tf.tasks import qa_model  # noqa: E402
 from minilm_tf.tasks import squad  # noqa: E402
 from minilm_tf.tasks import squad_finetune as sf  # noqa: E402
 
@@ -59,7 +59,7 @@ def test_tiny_bert_memorises_squad_and_reloads_safely(tmp_path):
     features, meta = squad.prepare_squad(data.validation, tok, max_seq_length=MAX_POSITIONS,
                                          doc_stride=128, max_query_length=24)
     keras.utils.set_random_seed(cfg.seed)
-    untrained, _, _ = sf.evaluate_qa(qam.build_qa_model(encoder.backbone), data.validation,
+    untrained, _, _ = sf.evaluate_qa(qa_model.build_qa_model(encoder.backbone), data.validation,
                                      features, meta, options, version_2=True)
 
     report = ft.run_finetune(cfg, encoder=encoder)

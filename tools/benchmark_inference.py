@@ -79,7 +79,7 @@ def main(argv):
     tf.config.threading.set_intra_op_parallelism_threads(FLAGS.num_threads)
     tf.config.threading.set_inter_op_parallelism_threads(FLAGS.num_threads)
     from minilm_tf.export import benchmark as bm
-    from minilm_tf.export import data as xdata
+    from minilm_tf.export import data as export_data
     from minilm_tf.export import source as src
 
     variants = FLAGS.variants or list(bm.DEFAULT_VARIANTS)
@@ -90,7 +90,7 @@ def main(argv):
         if FLAGS.student:
             models.append(("student", FLAGS.student,
                            load(FLAGS.student, teacher, FLAGS.sequence_length)))
-        texts = xdata.source_texts(teacher, "validation", FLAGS.num_examples,
+        texts = export_data.source_texts(teacher, "validation", FLAGS.num_examples,
                                    task=None if FLAGS.texts_file else FLAGS.texts_task,
                                    text_file=FLAGS.texts_file)
     except (ValueError, FileNotFoundError, NotImplementedError) as e:
@@ -124,7 +124,7 @@ def main(argv):
                     if ("teacher", v) in by and ("student", v) in by and by[("student", v)]}
         if speedups:
             result.setdefault("student_speedup", {})[key] = speedups
-    result = xdata.jsonable(result)
+    result = export_data.jsonable(result)
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=2)

@@ -68,23 +68,23 @@ def default_model_name(model: str) -> str:
 
 
 def verification_texts(source, task, text_file, max_examples):
-    from minilm_tf.export import data as xdata
+    from minilm_tf.export import data as export_data
 
-    edge = xdata.edge_case_set(source)
+    edge = export_data.edge_case_set(source)
     extra = None
     if max_examples > 0:
         try:
-            extra = xdata.source_texts(source, "validation", max_examples,
+            extra = export_data.source_texts(source, "validation", max_examples,
                                        task=task or (None if source.task else "rotten_tomatoes"),
                                        text_file=text_file)
         except (ImportError, ValueError, FileNotFoundError, RuntimeError) as e:
             logging.warning("no task texts for the checks (%s); edge cases only.", e)
-    return xdata.combine(edge, extra)
+    return export_data.combine(edge, extra)
 
 
 def run(argv_flags=FLAGS) -> dict:
-    from minilm_tf.export import data as xdata
-    from minilm_tf.export import savedmodel as sm
+    from minilm_tf.export import data as export_data
+    from minilm_tf.export import savedmodel
     from minilm_tf.export import source as src
     from minilm_tf.export import verify as vf
 
@@ -110,7 +110,7 @@ def run(argv_flags=FLAGS) -> dict:
 
         verify = check
 
-    result = sm.export_saved_model(source, argv_flags.export_dir, model_name,
+    result = savedmodel.export_saved_model(source, argv_flags.export_dir, model_name,
                                    version=argv_flags.version,
                                    trim_padding=argv_flags.trim_padding, verify=verify)
     size = sum(os.path.getsize(os.path.join(d, f))
@@ -137,9 +137,9 @@ def run(argv_flags=FLAGS) -> dict:
             "saved_model_cli_run": v.get("saved_model_cli", {}).get("run", {}).get("command"),
             "predict_request": {k: val.get("problems") for k, val in
                                 v.get("predict_request", {}).items() if isinstance(val, dict)},
-            "report": os.path.join(result["path"], sm.EXTRA_DIR, sm.VERIFICATION_FILE),
+            "report": os.path.join(result["path"], savedmodel.EXTRA_DIR, savedmodel.VERIFICATION_FILE),
         }
-    return xdata.jsonable(summary)
+    return export_data.jsonable(summary)
 
 
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,

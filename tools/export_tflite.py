@@ -113,7 +113,7 @@ def run(f=FLAGS) -> dict:
 
 def _export(f, source, output_dir: str, t_start: float) -> dict:
     from minilm_tf import fileio
-    from minilm_tf.export import data as xdata
+    from minilm_tf.export import data as export_data
     from minilm_tf.export import source as src
     from minilm_tf.export import tflite as tl
 
@@ -126,15 +126,15 @@ def _export(f, source, output_dir: str, t_start: float) -> dict:
         raise FileExistsError(f"{existing} exist; pass --overwrite or another --output_dir.")
 
     default_task = None if source.task else "rotten_tomatoes"
-    evalset = xdata.source_texts(source, "validation", f.max_eval_examples,
+    evalset = export_data.source_texts(source, "validation", f.max_eval_examples,
                                  task=f.eval_task or default_task, text_file=f.eval_file)
     if source.kind == src.CLASSIFICATION:
-        evalset = xdata.align_labels(evalset, source.labels)
-    edge = xdata.edge_case_set(source)
-    checkset = xdata.combine(evalset, edge)
+        evalset = export_data.align_labels(evalset, source.labels)
+    edge = export_data.edge_case_set(source)
+    checkset = export_data.combine(evalset, edge)
     calibration = None
     if "int8" in f.modes:
-        calibration = xdata.source_texts(
+        calibration = export_data.source_texts(
             source, "train", f.calibration_examples,
             task=f.calibration_task or f.eval_task or default_task,
             text_file=f.calibration_file)
@@ -195,7 +195,7 @@ def _export(f, source, output_dir: str, t_start: float) -> dict:
     }
     if source.kind == src.ENCODER:
         report.update(pooling=list(source.pooling), normalize=source.normalize)
-    report = xdata.jsonable(report)
+    report = export_data.jsonable(report)
     fileio.atomic_write_json(report_path, report)
     return report
 

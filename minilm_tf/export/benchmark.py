@@ -102,7 +102,7 @@ def benchmark_model(
     """One row per variant: size, parameters, latency, max abs diff vs Keras."""
     import tensorflow as tf
 
-    from minilm_tf.export import savedmodel as sm
+    from minilm_tf.export import savedmodel
     from minilm_tf.export import tflite as tl
 
     bad = [v for v in variants if v not in VARIANTS]
@@ -127,19 +127,19 @@ def benchmark_model(
             row["size_note"] = "float32 weights in memory"
         elif variant.startswith("savedmodel"):
             if saved is None:
-                saved = sm.export_saved_model(source, os.path.join(workdir, "savedmodel"),
+                saved = savedmodel.export_saved_model(source, os.path.join(workdir, "savedmodel"),
                                               name, warmup_texts=None)
-                loaded = sm.load(saved["path"])
+                loaded = savedmodel.load(saved["path"])
             size = dir_size(saved["path"])
             if variant == "savedmodel":
-                sig = loaded.signatures[sm.TOKEN_IDS_SIGNATURE]
+                sig = loaded.signatures[savedmodel.TOKEN_IDS_SIGNATURE]
                 make = inputs.ids
 
                 def fn(batch, sig=sig):
                     return {k: v.numpy() for k, v in sig(
                         **{k: tf.constant(v) for k, v in batch.items()}).items()}
             else:
-                sig = loaded.signatures[sm.SERVING_DEFAULT]
+                sig = loaded.signatures[savedmodel.SERVING_DEFAULT]
                 make = inputs.strings
                 row["size_note"] = "serving_default trims padding to the longest text"
 

@@ -82,7 +82,7 @@ def _finetune_config(report: dict):
 def load_task_data(task: str, report_path: str | None = None):
     """A `TaskData`: through the fine-tuning report's data options when given
     (same files, same subsampling), else `classification_data.load_task(task)`."""
-    from minilm_tf.tasks import classification_data as cdata
+    from minilm_tf.tasks import classification_data
     from minilm_tf.tasks import finetune as ft
 
     if report_path and os.path.exists(report_path):
@@ -90,7 +90,7 @@ def load_task_data(task: str, report_path: str | None = None):
             report = json.load(f)
         config = _finetune_config(report)
         return ft.load_task_data(config)
-    return cdata.load_task(task)
+    return classification_data.load_task(task)
 
 
 def task_texts(task: str, split: str = "validation", report_path: str | None = None,

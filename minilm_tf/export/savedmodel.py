@@ -44,7 +44,7 @@ import numpy as np
 from minilm_tf import _compat
 from minilm_tf import workdir as workdirs
 from minilm_tf.export import source as src
-from minilm_tf.export import tokenization as tkn
+from minilm_tf.export import tokenization
 
 logger = logging.getLogger(__name__)
 
@@ -131,13 +131,13 @@ def _tokenize_fn(source: src.ExportSource):
     import tensorflow as tf
 
     def tokenize(*texts):
-        texts = [tkn.as_batch(t) for t in texts]
+        texts = [tokenization.as_batch(t) for t in texts]
         if len(texts) == 2:
             with tf.control_dependencies([tf.debugging.assert_equal(
                     tf.size(texts[0]), tf.size(texts[1]),
                     message="text and text_pair must have the same batch size")]):
                 texts = [tf.identity(t) for t in texts]
-        texts = [tkn.sanitize_utf8(t) for t in texts]
+        texts = [tokenization.sanitize_utf8(t) for t in texts]
         x = texts[0] if len(texts) == 1 else tuple(texts)
         features = source.preprocessor(x=x)  # keyword: a positional tuple means (x, y)
         return {k: tf.cast(features[k], tf.int32) for k in src.ID_INPUTS}
@@ -190,7 +190,7 @@ def build_archive(source: src.ExportSource, trim_padding: bool = True):
     def from_text(*texts):
         features = tokenize(*texts)
         if trim_padding:
-            features = tkn.trim_to_longest(features)
+            features = tokenization.trim_to_longest(features)
         return src.compute_outputs(source, features)
 
     archive = keras.export.ExportArchive()

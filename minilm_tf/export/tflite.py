@@ -41,7 +41,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from minilm_tf.export import source as src
-from minilm_tf.export import tokenization as tkn
+from minilm_tf.export import tokenization
 
 logger = logging.getLogger(__name__)
 
@@ -86,11 +86,11 @@ def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_token
     if with_tokenizer:
         lowercase = bool(getattr(source.tokenizer, "lowercase", False))
         strip = bool(getattr(source.tokenizer, "strip_accents", lowercase))
-        tokenizer = tkn.TFLiteWordpiece(source.vocabulary, lowercase, strip)
+        tokenizer = tokenization.TFLiteWordpiece(source.vocabulary, lowercase, strip)
 
         if source.is_pair:
             def serve(text, text_pair):
-                features = tkn.pack_pair(tokenizer(text), tokenizer(text_pair), length,
+                features = tokenization.pack_pair(tokenizer(text), tokenizer(text_pair), length,
                                          tokenizer.special)
                 return _tflite_outputs(source, features)
 
@@ -98,7 +98,7 @@ def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_token
                      tf.TensorSpec([None], tf.string, name="text_pair")]
         else:
             def serve(text):
-                return _tflite_outputs(source, tkn.pack_single(tokenizer(text), length,
+                return _tflite_outputs(source, tokenization.pack_single(tokenizer(text), length,
                                                                tokenizer.special))
 
             specs = [tf.TensorSpec([None], tf.string, name="text")]
@@ -123,18 +123,18 @@ def _tokenizer_only_savedmodel(source: src.ExportSource, path: str):
 
     lowercase = bool(getattr(source.tokenizer, "lowercase", False))
     strip = bool(getattr(source.tokenizer, "strip_accents", lowercase))
-    tokenizer = tkn.TFLiteWordpiece(source.vocabulary, lowercase, strip)
+    tokenizer = tokenization.TFLiteWordpiece(source.vocabulary, lowercase, strip)
     module = tf.Module()
     length = source.sequence_length
     if source.is_pair:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
                                       tf.TensorSpec([None], tf.string, name="text_pair")])
         def serve(text, text_pair):
-            return tkn.pack_pair(tokenizer(text), tokenizer(text_pair), length, tokenizer.special)
+            return tokenization.pack_pair(tokenizer(text), tokenizer(text_pair), length, tokenizer.special)
     else:
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def serve(text):
-            return tkn.pack_single(tokenizer(text), length, tokenizer.special)
+            return tokenization.pack_single(tokenizer(text), length, tokenizer.special)
     module.serve = serve
     tf.saved_model.save(module, path, signatures={"serving_default": serve})
 

@@ -26,8 +26,8 @@ from typing import Sequence
 
 import numpy as np
 
-from minilm_tf.export import data as xdata
-from minilm_tf.export import savedmodel as sm
+from minilm_tf.export import data as export_data
+from minilm_tf.export import savedmodel
 from minilm_tf.export import source as src
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ DEFAULT_TOLERANCE = 1e-4
 
 
 def _float_diffs(reference: dict, outputs: dict) -> dict:
-    diffs = sm.compare_outputs(reference, outputs)
+    diffs = savedmodel.compare_outputs(reference, outputs)
     return diffs
 
 
@@ -79,21 +79,21 @@ def verify_saved_model(
 
     reference = src.keras_reference(source, texts, pairs)
     features = reference["_features"]
-    text_in = sm.text_inputs(texts, pairs)
-    bad = list(xdata.INVALID_UTF8)
+    text_in = savedmodel.text_inputs(texts, pairs)
+    bad = list(export_data.INVALID_UTF8)
     bad_in = {"text": bad}
     if source.is_pair:
         bad_in["text_pair"] = list(reversed(bad))
     empty_in = {k: np.array([], dtype=object) for k in source.text_inputs}
     calls = {
-        "text": (sm.SERVING_DEFAULT, text_in),
-        "ids": (sm.TOKEN_IDS_SIGNATURE, features),
-        "tokenize": (sm.TOKENIZE_SIGNATURE, text_in),
-        "invalid_utf8": (sm.SERVING_DEFAULT, bad_in),
-        "invalid_utf8_ids": (sm.TOKENIZE_SIGNATURE, bad_in),
-        "empty_batch": (sm.SERVING_DEFAULT, empty_in),
+        "text": (savedmodel.SERVING_DEFAULT, text_in),
+        "ids": (savedmodel.TOKEN_IDS_SIGNATURE, features),
+        "tokenize": (savedmodel.TOKENIZE_SIGNATURE, text_in),
+        "invalid_utf8": (savedmodel.SERVING_DEFAULT, bad_in),
+        "invalid_utf8_ids": (savedmodel.TOKENIZE_SIGNATURE, bad_in),
+        "empty_batch": (savedmodel.SERVING_DEFAULT, empty_in),
     }
-    fresh = sm.run_in_subprocess(path, calls)
+    fresh = savedmodel.run_in_subprocess(path, calls)
 
     diffs_text = _float_diffs(reference, fresh["text"])
     diffs_ids = _float_diffs(reference, fresh["ids"])
@@ -151,15 +151,15 @@ def verify_saved_model(
             reference, tolerance)
         failures.extend(report["predict_request"].pop("failures"))
     report["ok"] = not failures
-    return xdata.jsonable(report)
+    return export_data.jsonable(report)
 
 
 def _check_cli(path, source, texts, pairs) -> dict:
     out = {"failures": []}
-    show = sm.plain_saved_model_cli(["show", "--dir", path, "--all"])
+    show = savedmodel.plain_saved_model_cli(["show", "--dir", path, "--all"])
     found = sorted(set(re.findall(r"signature_def\['([^']+)'\]", show.stdout)))
     out["show_all"] = {"returncode": show.returncode, "signatures": found}
-    missing = {sm.SERVING_DEFAULT, sm.TOKEN_IDS_SIGNATURE, sm.TOKENIZE_SIGNATURE} - set(found)
+    missing = {savedmodel.SERVING_DEFAULT, savedmodel.TOKEN_IDS_SIGNATURE, savedmodel.TOKENIZE_SIGNATURE} - set(found)
     if show.returncode != 0 or missing:
         out["failures"].append(f"saved_model_cli show --all: rc={show.returncode}, "
                                f"missing signatures {sorted(missing)}")
@@ -167,8 +167,8 @@ def _check_cli(path, source, texts, pairs) -> dict:
     if source.is_pair:
         exprs += f";text_pair={_cli_literal(pairs)}"
     args = ["run", "--dir", path, "--tag_set", "serve", "--signature_def",
-            sm.SERVING_DEFAULT, "--input_exprs", exprs]
-    run = sm.saved_model_cli(args)
+            savedmodel.SERVING_DEFAULT, "--input_exprs", exprs]
+    run = savedmodel.saved_model_cli(args)
     main = src.main_output(source)
     ok = run.returncode == 0 and f"Result for output key {main}" in run.stdout
     out["run"] = {"command": "python -m minilm_tf.export.saved_model_cli " + " ".join(
@@ -188,17 +188,17 @@ def _check_predict_requests(path, source, model_name, texts, pairs, reference,
     except ImportError:
         out["skipped"] = "tensorflow-serving-api is not installed"
         return out
-    signature_defs = sm.read_signature_defs(path)
+    signature_defs = savedmodel.read_signature_defs(path)
     n = len(texts)
-    text_in = sm.text_inputs(texts, pairs)
+    text_in = savedmodel.text_inputs(texts, pairs)
     features = {k: v[:n] for k, v in reference["_features"].items()}
-    loaded = sm.load(path)
+    loaded = savedmodel.load(path)
     main = src.main_output(source)
-    for signature, inputs in ((sm.SERVING_DEFAULT, text_in),
-                              (sm.TOKEN_IDS_SIGNATURE, features)):
-        request = sm.make_predict_request(model_name, inputs, signature)
-        problems = sm.validate_predict_request(signature_defs[signature], request)
-        response = sm.predict(loaded, request)
+    for signature, inputs in ((savedmodel.SERVING_DEFAULT, text_in),
+                              (savedmodel.TOKEN_IDS_SIGNATURE, features)):
+        request = savedmodel.make_predict_request(model_name, inputs, signature)
+        problems = savedmodel.validate_predict_request(signature_defs[signature], request)
+        response = savedmodel.predict(loaded, request)
         import tensorflow as tf
 
         got = tf.make_ndarray(response.outputs[main])
@@ -209,8 +209,8 @@ def _check_predict_requests(path, source, model_name, texts, pairs, reference,
             out["failures"].append(f"PredictRequest for {signature}: {problems}")
         if diff > tolerance:
             out["failures"].append(f"PredictResponse for {signature}: diff {diff:.3g}")
-    wrong = sm.make_predict_request(model_name, {"sentence": texts}, sm.SERVING_DEFAULT)
-    wrong_problems = sm.validate_predict_request(signature_defs[sm.SERVING_DEFAULT], wrong)
+    wrong = savedmodel.make_predict_request(model_name, {"sentence": texts}, savedmodel.SERVING_DEFAULT)
+    wrong_problems = savedmodel.validate_predict_request(signature_defs[savedmodel.SERVING_DEFAULT], wrong)
     out["wrong_input_name_rejected"] = bool(wrong_problems)
     if not wrong_problems:
         out["failures"].append("a request with a wrong input name passed validation")

@@ -69,7 +69,7 @@ from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
 from minilm_tf.fast_paths import trace_steps_with_fast_paths
 from minilm_tf.student import count_params
 from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
-from minilm_tf.tasks import classification_data as cdata
+from minilm_tf.tasks import classification_data
 from minilm_tf.tasks import metrics as mt
 from minilm_tf.tasks import resume
 
@@ -159,14 +159,14 @@ class FinetuneConfig:
 
 def task_kind(task: str, kind: Optional[str] = None) -> str:
     """classification / regression / qa for a task name (+ optional override)."""
-    name = cdata.normalize_task_name(task)
+    name = classification_data.normalize_task_name(task)
     if name in QA_TASK_NAMES:
-        if kind and kind != cdata.QA:
+        if kind and kind != classification_data.QA:
             raise ValueError(f"Task {task!r} is a qa task, not {kind}.")
-        return cdata.QA
-    if kind == cdata.QA:
-        return cdata.QA
-    return cdata.get_task_spec(task, kind).kind
+        return classification_data.QA
+    if kind == classification_data.QA:
+        return classification_data.QA
+    return classification_data.get_task_spec(task, kind).kind
 
 
 def load_encoder(spec: str):
@@ -248,7 +248,7 @@ def build_preprocessor(tokenizer, sequence_length: int = DEFAULT_SEQUENCE_LENGTH
     return cls(tokenizer=tokenizer, sequence_length=sequence_length)
 
 
-def make_dataset(split: cdata.Split, preprocessor, batch_size: int, with_labels: bool = True):
+def make_dataset(split: classification_data.Split, preprocessor, batch_size: int, with_labels: bool = True):
     """Batched `tf.data` of preprocessed features (and labels), in the split's
     order (training shuffles with `resume.epoch_order`, which a resumed run
     can reproduce)."""
@@ -295,7 +295,7 @@ def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True,
     docs/performance.md)."""
     if fast_paths if fast_paths is not None else not jit_compile:
         trace_steps_with_fast_paths(model)
-    if kind == cdata.REGRESSION:
+    if kind == classification_data.REGRESSION:
         model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
                       metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
                       jit_compile=jit_compile)
@@ -312,7 +312,7 @@ def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True,
 # Evaluation
 
 
-def make_eval_dataset(split: Optional[cdata.Split], preprocessor, batch_size: int):
+def make_eval_dataset(split: Optional[classification_data.Split], preprocessor, batch_size: int):
     """Features-only batches, tokenised once and cached (reused every epoch)."""
     if split is None or len(split) == 0:
         return None
@@ -324,19 +324,19 @@ def predict_outputs(model, split_or_dataset, preprocessor=None,
     """Raw model outputs ([N, num_outputs] logits) for a `Split` or for a
     dataset from `make_eval_dataset`."""
     ds = split_or_dataset
-    if isinstance(ds, cdata.Split):
+    if isinstance(ds, classification_data.Split):
         ds = make_dataset(ds, preprocessor, batch_size, with_labels=False)
     outs = [np.asarray(model.predict_on_batch(x)) for x in ds]
     return np.concatenate(outs, axis=0)
 
 
 def outputs_to_predictions(outputs: np.ndarray, kind: str) -> np.ndarray:
-    if kind == cdata.REGRESSION:
+    if kind == classification_data.REGRESSION:
         return outputs.reshape(-1).astype(np.float64)
     return np.argmax(outputs, axis=-1)
 
 
-def evaluate_split(model, split: Optional[cdata.Split], preprocessor, batch_size: int,
+def evaluate_split(model, split: Optional[classification_data.Split], preprocessor, batch_size: int,
                    kind: str, metric_names: Sequence[str], dataset=None):
     """(metrics dict, or None if the split is unlabeled/absent; examples per
     second). `dataset`: a cached `make_eval_dataset(split, ...)` to reuse."""
@@ -444,7 +444,7 @@ def measure_latency(model, split_or_dataset, preprocessor=None, batch_size: int 
     if split_or_dataset is None or num_examples <= 0:
         return None
     ds = split_or_dataset
-    if isinstance(ds, cdata.Split):
+    if isinstance(ds, classification_data.Split):
         if len(ds) == 0:
             return None
         ds = make_dataset(ds.take(range(min(num_examples, len(ds)))), preprocessor,
@@ -517,7 +517,7 @@ def write_json_atomic(path: str, obj: Any) -> None:
     fileio.atomic_write_json(path, _json_clean(obj))
 
 
-def save_finetuned(model, preprocessor, workdir: str, data: cdata.TaskData,
+def save_finetuned(model, preprocessor, workdir: str, data: classification_data.TaskData,
                    encoder=None) -> Dict[str, Any]:
     """Saves the task model + label vocabulary under `workdir`.
 
@@ -640,9 +640,9 @@ def _find_qa_hook():
     )
 
 
-def load_task_data(config: FinetuneConfig) -> cdata.TaskData:
+def load_task_data(config: FinetuneConfig) -> classification_data.TaskData:
     """The task's data with `max_train_examples` / `max_eval_examples` applied."""
-    data = cdata.load_task(
+    data = classification_data.load_task(
         config.task, train_file=config.train_file, validation_file=config.validation_file,
         test_file=config.test_file, kind=config.task_kind,
         tfds_data_dir=config.tfds_data_dir, tfds_download=config.tfds_download,
@@ -665,7 +665,7 @@ def load_task_data(config: FinetuneConfig) -> cdata.TaskData:
     return data
 
 
-def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.TaskData] = None,
+def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[classification_data.TaskData] = None,
                  log_fn: Callable[[str], None] = None) -> Dict[str, Any]:
     """Fine-tunes `config.model` on `config.task`, evaluates, saves, and writes
     `<workdir>/report.json`. Returns the report dict.
@@ -685,7 +685,7 @@ def run_finetune(config: FinetuneConfig, encoder=None, data: Optional[cdata.Task
     keras.mixed_precision.set_global_policy(config.precision)
     t_start = time.perf_counter()
     kind = task_kind(config.task, config.task_kind)
-    qa_finetune = _find_qa_hook() if kind == cdata.QA else None  # fail before any output
+    qa_finetune = _find_qa_hook() if kind == classification_data.QA else None  # fail before any output
     if not config.workdir:
         raise ValueError("workdir is required.")
     # Every worker saves; the copies are kept apart, each with its own lock.
@@ -709,7 +709,7 @@ def _run_finetune(config, encoder, data, log, strategy, kind, qa_finetune, workd
         "model": config.model,
     }
 
-    if kind != cdata.QA and data is None:  # data errors surface before the model loads
+    if kind != classification_data.QA and data is None:  # data errors surface before the model loads
         log(f"loading task {config.task}")
         data = load_task_data(config)
     if encoder is None:
@@ -720,7 +720,7 @@ def _run_finetune(config, encoder, data, log, strategy, kind, qa_finetune, workd
     common["backbone_class"] = type(encoder.backbone).__name__
     backbone_params = count_params(encoder.backbone)
 
-    if kind == cdata.QA:
+    if kind == classification_data.QA:
         result = dict(qa_finetune(encoder=encoder, config=config, workdir=workdir))
         report = dict(common)
         report.update(result)

@@ -70,10 +70,10 @@ import numpy as np
 from minilm_tf import fileio
 from minilm_tf import workdir as workdirs
 from minilm_tf.tasks import finetune as ft
-from minilm_tf.tasks import qa_model as qam
+from minilm_tf.tasks import qa_model
 from minilm_tf.tasks import resume
 from minilm_tf.tasks import squad
-from minilm_tf.tasks import squad_metrics as sm
+from minilm_tf.tasks import squad_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def evaluate_qa(model, examples, features, meta, options: QAOptions, version_2: 
         max_answer_length=options.max_answer_length, version_2=version_2,
         null_threshold=options.null_threshold)
     seconds = time.perf_counter() - t0
-    metrics = sm.squad_evaluate(examples, predictions, version_2=version_2)
+    metrics = squad_metrics.squad_evaluate(examples, predictions, version_2=version_2)
     return metrics, predictions, seconds
 
 
@@ -416,9 +416,9 @@ def _check_encoder(encoder) -> None:
             f"{type(tokenizer).__name__}.")
     backbone_inputs = encoder.backbone.input
     names = set(backbone_inputs) if isinstance(backbone_inputs, dict) else set()
-    if not set(qam.INPUT_NAMES) <= names:
+    if not set(qa_model.INPUT_NAMES) <= names:
         raise NotImplementedError(
-            f"QA fine-tuning needs a backbone taking {list(qam.INPUT_NAMES)}; "
+            f"QA fine-tuning needs a backbone taking {list(qa_model.INPUT_NAMES)}; "
             f"{type(encoder.backbone).__name__} takes {sorted(names)}.")
 
 
@@ -498,7 +498,7 @@ def _qa_config(options: QAOptions, version_2: bool, tok: squad.OffsetWordPieceTo
         "vocabulary_file": VOCAB_FILE,
         "vocabulary_size": len(tok.vocabulary),
         "model_file": MODEL_FILE if saved else None,
-        "inputs": list(qam.INPUT_NAMES),
+        "inputs": list(qa_model.INPUT_NAMES),
         "outputs": ["start_logits", "end_logits"],
         "window_layout": "[CLS] question [SEP] context [SEP]; segment 1 from the context",
         "hidden_act": getattr(encoder, "hidden_act", None),
@@ -559,7 +559,7 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
         f"{preprocess_seconds:.1f}s)")
 
     keras.utils.set_random_seed(config.seed)
-    model = qam.build_qa_model(encoder.backbone, dropout=options.head_dropout)
+    model = qa_model.build_qa_model(encoder.backbone, dropout=options.head_dropout)
     # Full batches only (as BERT's run_squad: one traced shape, reshuffled every
     # epoch); a train split smaller than one batch is one partial batch.
     drop_remainder = n_train_features >= config.batch_size
@@ -568,7 +568,7 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
     warmup_steps = int(round(total_steps * config.warmup_ratio))
     optimizer = ft.make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                   config.weight_decay, config.clipnorm)
-    qam.compile_qa_model(model, optimizer)
+    qa_model.compile_qa_model(model, optimizer)
     train_arrays = {k: np.asarray(v) for k, v in train_features.items()}
     del train_features
 
@@ -578,7 +578,7 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
             order = order[:steps_per_epoch * config.batch_size]
         order = order[first_batch * config.batch_size:]
         features = {k: v[order] for k, v in train_arrays.items()}
-        return (qam.make_qa_dataset(features, config.batch_size, drop_remainder=drop_remainder),
+        return (qa_model.make_qa_dataset(features, config.batch_size, drop_remainder=drop_remainder),
                 len(order))
 
     def run_eval(split):
