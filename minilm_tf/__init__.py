@@ -8,7 +8,7 @@ from minilm_tf.losses import (
     make_objective,
     relation_model,
 )
-from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
+from minilm_tf.teacher import LoadedEncoder, load_encoder, load_teacher, save_encoder
 
 __version__ = "0.1.0"
 from minilm_tf.distiller import MiniLMDistiller

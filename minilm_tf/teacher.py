@@ -262,8 +262,9 @@ def _check_vocabulary(backbone: keras.Model, tokenizer: Any, where: str) -> None
         )
 
 
-def load_teacher(spec: str) -> LoadedEncoder:
-    """Loads an encoder backbone and its tokenizer from a spec.
+def load_encoder(spec: str) -> LoadedEncoder:
+    """Loads an encoder backbone and its tokenizer from a spec (teacher,
+    student or any other encoder; `load_teacher` is the same function).
 
     Args:
         spec: `all-minilm-l6-v2`, a Hugging Face directory, a keras-hub preset
@@ -275,7 +276,7 @@ def load_teacher(spec: str) -> LoadedEncoder:
 
     Examples:
     ```python
-    teacher = minilm_tf.load_teacher("all-minilm-l6-v2")
+    teacher = minilm_tf.load_encoder("all-minilm-l6-v2")
     teacher.backbone.num_layers  # 6
     ```
     """
@@ -304,6 +305,10 @@ def load_teacher(spec: str) -> LoadedEncoder:
             f"or one of {sorted(BUILTIN_MODELS)}."
         )
     return _load_keras_hub_preset(spec, spec)
+
+
+# The name the distillation API has always used; the same function.
+load_teacher = load_encoder
 
 
 def save_encoder(encoder: LoadedEncoder, directory: str) -> None:

@@ -155,3 +155,10 @@ def test_preset_config_that_disagrees_with_its_weights_names_the_mismatch(tmp_pa
             "come from different models. Re-save the preset (or restore its config.json).")
     (target / "config.json").write_text(json.dumps(original))
     assert load_teacher(str(target)).backbone.num_layers == 1
+
+
+def test_load_encoder_is_the_name_and_load_teacher_its_alias():
+    import minilm_tf
+
+    assert minilm_tf.load_teacher is minilm_tf.load_encoder
+    assert minilm_tf.load_encoder.__name__ == "load_encoder"
