@@ -394,6 +394,9 @@ def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
         truncate_metrics(csv_path, start_step)
 
     train_ds, heldout_ds, stats = _datasets(config, teacher, train["batch_size"])
+    # The held-out set is exactly this many batches; saying so spares Keras'
+    # "input ran out of data" warning (it cannot count a filtered dataset).
+    heldout_steps = config["eval"]["heldout_batches"]
     padding = corpus.padding_fraction(train_ds, 4)
     tokens_per_step = train["batch_size"] * config["data"]["seq_length"]
 
@@ -402,7 +405,7 @@ def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
         with open(state_path, encoding="utf-8") as f:
             heldout_before = json.load(f)
     else:
-        heldout_before = distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+        heldout_before = distiller.evaluate(heldout_ds, steps=heldout_steps, return_dict=True, verbose=0)
         if chief:
             atomic_write_json(state_path, heldout_before)
 
@@ -441,7 +444,7 @@ def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
                 "checkpoint saved. Rerun the same command to resume."
             )
     wall = time.time() - started
-    heldout_after = distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+    heldout_after = distiller.evaluate(heldout_ds, steps=heldout_steps, return_dict=True, verbose=0)
     reference = None
     if config["eval"]["reference_teacher"]:
         with strategy.scope():
@@ -453,7 +456,7 @@ def _run_distillation(config: Mapping, workdir: str, strategy, chief: bool,
                 num_relation_heads=config["num_relation_heads"] or None,
             )
             reference_distiller.compile()
-        reference = reference_distiller.evaluate(heldout_ds, return_dict=True, verbose=0)
+        reference = reference_distiller.evaluate(heldout_ds, steps=heldout_steps, return_dict=True, verbose=0)
     report = _report_base(config_dict, workdir, teacher, student)
     report.update({
         "steps": int(step.numpy()),
