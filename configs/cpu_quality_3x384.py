@@ -4,7 +4,7 @@ The README demo's recipe (teacher layers 0, 2, 5 as the starting point;
 MiniLM's attention and value relations plus 300x the teacher's
 sentence-embedding MSE; every built-in corpus) with four times its budget:
 800 steps of 32 x 128 tokens (3.3 M tokens, about two passes over the
-1.5 M-token corpus). At ~1,300 tokens/s (float32, AVX2 CPU, 2 cores) that
+1.3 M-token corpus). At ~1,300 tokens/s (float32, AVX2 CPU, 2 cores) that
 is about 45 minutes; with `--config.train.precision=mixed_bfloat16` on CPUs
 with AVX-512 BF16, less.
 """

@@ -1,4 +1,4 @@
-"""The README's main job: all-MiniLM-L6-v2 -> 3x384x12 on 1.5 M tokens of real English.
+"""The README's main job: all-MiniLM-L6-v2 -> 3x384x12 on 1.3 M tokens of real English.
 
 The student starts as teacher layers 0, 2 and 5 (with the teacher's
 embeddings) and is distilled for 200 steps (819,200 tokens) with MiniLM's
