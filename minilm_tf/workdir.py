@@ -25,12 +25,12 @@ which
   `checkpoint.tmp*` index files, and the `.tmp-*` / `.NAME.tmp-*` /
   `.NAME.old-*` names of `minilm_tf.fileio`'s atomic writes, in the
   directory and in the subdirectories the caller names (its checkpoint
-  directories). `remove_temporaries` does the same after each successful
-  checkpoint save.
+  directories). `minilm_tf.checkpointing.save_checkpoint` calls
+  `remove_temporaries` after each checkpoint write, failed or not.
 
-Holding is re-entrant within a process (fine-tuning's QA path and the
-study's nested runs open directories their caller already holds).
-Nothing here imports TensorFlow.
+Holding is re-entrant within a process (fine-tuning's QA path opens the
+directory its caller already holds). The module uses the standard library
+only.
 """
 
 from __future__ import annotations
@@ -70,13 +70,13 @@ def create(path: str) -> str:
     is a file or cannot be written."""
     path = os.path.realpath(os.path.abspath(path))
     if os.path.exists(path) and not os.path.isdir(path):
-        raise NotADirectoryError(f"--workdir {path} exists and is a file; pass a directory.")
+        raise NotADirectoryError(f"{path} exists and is a file; pass a directory.")
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as e:
-        raise PermissionError(f"Cannot create --workdir {path}: {e.strerror}.") from e
+        raise PermissionError(f"Cannot create {path}: {e.strerror}.") from e
     if not os.access(path, os.W_OK | os.X_OK):
-        raise PermissionError(f"--workdir {path} is not writable; choose another directory.")
+        raise PermissionError(f"{path} is not writable; choose another directory.")
     return path
 
 
