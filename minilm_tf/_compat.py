@@ -160,9 +160,8 @@ def missing_internals() -> list[str]:
         optimizer_slots(optimizer, variable)
     except (AttributeError, IndexError):
         missing.append("keras.optimizers.AdamW._momentums/_velocities")
-    strategy = tf.distribute.get_strategy()
-    if not hasattr(tf.distribute.MultiWorkerMirroredStrategy, "extended") or not callable(
-            getattr(type(strategy.extended), "_in_multi_worker_mode", None)):
+    if not callable(getattr(type(tf.distribute.get_strategy().extended),
+                            "_in_multi_worker_mode", None)):
         missing.append("tf.distribute.StrategyExtended._in_multi_worker_mode")
     for name, check in (("control_flow_util.GraphOrParentsInXlaContext", in_xla_context),
                         (SAVED_MODEL_CLI, saved_model_cli),
