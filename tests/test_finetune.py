@@ -119,8 +119,8 @@ def test_qa_hook_is_called_and_report_written(tmp_path, monkeypatch):
     fake = types.ModuleType("minilm_tf.tasks.squad_finetune")
     fake.finetune_qa = finetune_qa
     monkeypatch.setitem(sys.modules, "minilm_tf.tasks.squad_finetune", fake)
-    encoder = types.SimpleNamespace(backbone=types.SimpleNamespace(weights=[np.zeros((2, 3))]),
-                                    source_dir=None)
+    backbone = types.SimpleNamespace(weights=[np.zeros((2, 3))], count_params=lambda: 6)
+    encoder = types.SimpleNamespace(backbone=backbone, source_dir=None)
     assert ft.task_kind("squad") == "qa" and ft.task_kind("x", "qa") == "qa"
     cfg = ft.FinetuneConfig(model="m", task="squad_v2", workdir=str(tmp_path / "qa"))
     ft.run_finetune(cfg, encoder=encoder)
