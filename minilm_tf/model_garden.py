@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf.teacher import LoadedEncoder, set_feedforward_activation
+from minilm_tf.teacher import LoadedEncoder, read_json, set_feedforward_activation
 
 CONFIG_FILE = "encoder_config.json"
 BERT_CONFIG_FILE = "bert_config.json"
@@ -97,14 +97,6 @@ _BERT_CONFIG_NAMES = {"num_hidden_layers": "num_layers", "hidden_act": "hidden_a
                       "hidden_dropout_prob": "dropout_rate"}
 
 
-def _read_json(path: str) -> dict:
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
-
-
 def _config_from(values: dict, path: str) -> BertEncoderConfig:
     missing = [key for key in _REQUIRED if values.get(key) is None]
     if missing:
@@ -143,7 +135,7 @@ def read_config(directory: str) -> BertEncoderConfig:
     """The encoder config in `directory` (encoder_config.json or bert_config.json)."""
     path = config_path(directory)
     if os.path.basename(path) == CONFIG_FILE:
-        values = _read_json(path)
+        values = read_json(path)
         if "type" in values:
             kind = values["type"]
             if kind not in BERT_TYPES:
@@ -153,7 +145,7 @@ def read_config(directory: str) -> BertEncoderConfig:
                                  "keras-hub's BertBackbone.")
             values = values.get(kind) or {}
         return _config_from(values, path)
-    values = _read_json(path)
+    values = read_json(path)
     if "num_hidden_groups" in values or "inner_group_num" in values:
         raise ValueError(f"{path} is an ALBERT config, which minilm_tf does not load: "
                          f"{_REFUSED_TYPES['albert']}.")

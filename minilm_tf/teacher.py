@@ -91,7 +91,8 @@ def set_feedforward_activation(backbone: keras.Model, hidden_act: str) -> None:
         _compat.feedforward_intermediate(layer).activation = activation
 
 
-def _read_json(path: str) -> dict:
+def read_json(path: str) -> dict:
+    """A JSON file's content; invalid JSON is a ValueError naming the file."""
     try:
         with open(path, encoding="utf-8") as f:
             return json.load(f)
@@ -104,11 +105,11 @@ def _hf_metadata(directory: str) -> dict:
     meta = {}
     pooling = os.path.join(directory, "1_Pooling", "config.json")
     if os.path.exists(pooling):
-        meta["pooling"] = _read_json(pooling)
+        meta["pooling"] = read_json(pooling)
     modules = os.path.join(directory, "modules.json")
     if os.path.exists(modules):
         meta["normalize"] = any(
-            m.get("type", "").endswith("Normalize") for m in _read_json(modules)
+            m.get("type", "").endswith("Normalize") for m in read_json(modules)
         )
     return meta
 
@@ -131,7 +132,7 @@ def _check_hf_dir(directory: str, config: dict) -> None:
 
 
 def _load_hf_dir(directory: str, spec: str) -> LoadedEncoder:
-    config = _read_json(os.path.join(directory, "config.json"))
+    config = read_json(os.path.join(directory, "config.json"))
     _check_hf_dir(directory, config)
     try:
         backbone = keras_hub.models.Backbone.from_preset(directory)
@@ -164,7 +165,7 @@ def _match_hf_normalization(tokenizer: Any, directory: str) -> None:
     path = os.path.join(directory, "tokenizer_config.json")
     if not hasattr(tokenizer, "strip_accents") or not os.path.exists(path):
         return
-    strip = _read_json(path).get("strip_accents")
+    strip = read_json(path).get("strip_accents")
     tokenizer.strip_accents = bool(tokenizer.lowercase if strip is None else strip)
 
 
@@ -208,7 +209,7 @@ def _weights_shape(weights: str) -> dict:
 
 def _mismatch_error(directory: str, weights: str, error: Exception) -> ValueError:
     """A ValueError naming where config.json and the weights file disagree."""
-    config = _read_json(os.path.join(directory, "config.json")).get("config", {})
+    config = read_json(os.path.join(directory, "config.json")).get("config", {})
     try:
         held = _weights_shape(weights)
     except (OSError, ValueError):
@@ -243,7 +244,7 @@ def _load_keras_hub_preset(preset: str, spec: str) -> LoadedEncoder:
     tokenizer = keras_hub.tokenizers.Tokenizer.from_preset(preset)
     metadata = {}
     if directory and os.path.exists(os.path.join(directory, METADATA_FILE)):
-        metadata = _read_json(os.path.join(directory, METADATA_FILE))
+        metadata = read_json(os.path.join(directory, METADATA_FILE))
     # keras-hub rebuilds its encoders with approximate GELU; presets that we
     # wrote record the activation they were trained with.
     hidden_act = metadata.get("hidden_act", "gelu_approximate")
@@ -295,7 +296,7 @@ def load_encoder(spec: str) -> LoadedEncoder:
             )
         if not os.access(config_path, os.R_OK):
             raise PermissionError(f"{config_path} is not readable.")
-        if "model_type" in _read_json(config_path):
+        if "model_type" in read_json(config_path):
             return _load_hf_dir(spec, spec)
         return _load_keras_hub_preset(spec, spec)
     if os.sep in spec or spec.startswith(".") or os.path.exists(spec):
