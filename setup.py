@@ -13,7 +13,7 @@ setup(
     # configs/: the recipes, importable as `configs.NAME` (tools and users load them).
     packages=find_packages(include=["minilm_tf", "minilm_tf.*", "configs"]),
     # The native kernels are compiled from source on the machine that runs them.
-    package_data={"minilm_tf.kernels": ["*.cc"]},
+    package_data={"minilm_tf.ops.native": ["*.cc"]},
     install_requires=[
         "tensorflow>=2.21,<2.22",
         "tensorflow-text>=2.21,<2.22",

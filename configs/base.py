@@ -21,7 +21,7 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
     ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile ("auto" |
     "true" | "false"; auto = XLA, except on CPUs where TF uses oneDNN),
     fast_paths ("true" | "false" | "auto": trace the steps with
-    minilm_tf.fast_paths; auto = only when the step is not XLA-compiled),
+    minilm_tf.layers.fast_paths; auto = only when the step is not XLA-compiled),
     strategy ("default" | "mirrored" | "multi_worker" | "tpu"), tpu_address.
   eval: heldout_batches; reference_teacher (a teacher spec the final student is
     also evaluated against, e.g. the original teacher of an assistant stage)
@@ -69,7 +69,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.train.log_every = 10
     config.train.checkpoint_every = 50
     config.train.precision = "float32"
-    config.train.jit_compile = "auto"  # see minilm_tf.distribute.resolve_jit_compile
+    config.train.jit_compile = "auto"  # see minilm_tf.training.distribute.resolve_jit_compile
     config.train.fast_paths = "true"  # see MiniLMDistiller(fast_paths=...)
     config.train.strategy = "default"
     config.train.tpu_address = ""

@@ -8,7 +8,7 @@ import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from minilm_tf.teacher import LoadedEncoder  # noqa: E402
+from minilm_tf.models.encoders import LoadedEncoder  # noqa: E402
 
 VOCAB = 120
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf import activations
-from minilm_tf.activations import gelu_exact
+from minilm_tf.ops import activations
+from minilm_tf.ops.activations import gelu_exact
 
 
 def _reference(x):

@@ -9,7 +9,7 @@ import tensorflow as tf
 from conftest import random_batch
 from minilm_tf import MiniLMDistiller, build_student, save_encoder
 from minilm_tf.layers import SelfAttentionRelations, truncated_encoder
-from minilm_tf.teacher import LoadedEncoder
+from minilm_tf.models.encoders import LoadedEncoder
 from test_relations import np_kl_loss
 
 M = keras_hub.models

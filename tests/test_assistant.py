@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from conftest import random_batch, tiny_encoder
 from minilm_tf import build_student
-from minilm_tf.assistant import choose_route, distill_via_assistant, needs_assistant
+from minilm_tf.training.assistant import choose_route, distill_via_assistant, needs_assistant
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf import attention
+from minilm_tf.ops import attention
 
 
 @pytest.mark.parametrize("length", [128, 127])

@@ -195,7 +195,7 @@ def hf_dir(model_type="bert", weights_bytes=1 << 20):
     """base/hf: a Hugging Face model directory (the built-in teacher's
     config and vocabulary) with the first `weights_bytes` of its weights."""
     def setup(base, inputs):
-        from minilm_tf.teacher import builtin_model_dir
+        from minilm_tf.models.encoders import builtin_model_dir
 
         source, target = builtin_model_dir("all-minilm-l6-v2"), os.path.join(base, "hf")
         os.makedirs(target)

@@ -1,7 +1,7 @@
 """The relation kernel Bazel builds is the one the package loads.
 
 `bazel test //tests:test_bazel_kernel` points `$MINILM_TF_RELATION_KL_LIBRARY`
-at `//minilm_tf/kernels:relation_kl.so`; `kernels.relation_kl_op()` must load
+at `//minilm_tf/ops/native:relation_kl.so`; `native.relation_kl_op()` must load
 that file (not compile its own) and compute bit for bit what the package's own
 g++ build computes. Plain pytest has no Bazel-built library and skips this
 file; `//tests:test_relation_kernel` checks the same library against numpy.
@@ -16,11 +16,12 @@ import pytest
 import tensorflow as tf
 from test_relations import make
 
-from minilm_tf import kernels, relations
+from minilm_tf.ops import native
+from minilm_tf.losses import relations
 
-LIBRARY = os.environ.get(kernels.LIBRARY_ENV)
+LIBRARY = os.environ.get(native.LIBRARY_ENV)
 pytestmark = pytest.mark.skipif(
-    not LIBRARY, reason=f"no Bazel-built library in ${kernels.LIBRARY_ENV} (bazel test runs this)")
+    not LIBRARY, reason=f"no Bazel-built library in ${native.LIBRARY_ENV} (bazel test runs this)")
 
 HEADS = 6
 
@@ -30,8 +31,8 @@ _OWN_BUILD = """
 import sys
 import numpy as np
 import tensorflow as tf
-from minilm_tf import kernels
-op = kernels.relation_kl_op()
+from minilm_tf.ops import native
+op = native.relation_kl_op()
 x = np.load(sys.argv[1])
 out = {}
 for symmetric in (False, True):
@@ -40,7 +41,7 @@ for symmetric in (False, True):
                       num_heads=int(x["heads"]), symmetric=symmetric)
     for name, value in (("loss", loss), ("ga", ga), ("gb", gb)):
         out[f"{name}_{symmetric}"] = value.numpy()
-np.savez(sys.argv[2], library=kernels.library_path(kernels._compiler()), **out)
+np.savez(sys.argv[2], library=native.library_path(native._compiler()), **out)
 """
 
 
@@ -61,8 +62,8 @@ def _loaded_libraries() -> str:
 
 def test_package_loads_the_bazel_library():
     # The package itself is the py_library's copy in the test's runfiles.
-    assert kernels.__file__.startswith(os.environ["TEST_SRCDIR"])
-    op = kernels.relation_kl_op()
+    assert native.__file__.startswith(os.environ["TEST_SRCDIR"])
+    op = native.relation_kl_op()
     assert op is not None
     maps = _loaded_libraries()
     assert os.path.realpath(LIBRARY) in maps
@@ -70,22 +71,22 @@ def test_package_loads_the_bazel_library():
     assert "relation_kl-" not in maps
     # relation_loss(implementation="native") runs it.
     x = _inputs()
-    native = relations.relation_loss(x["ta"], x["tb"], x["sa"], x["sb"], HEADS, x["mask"],
-                                     implementation="native")
+    via_loss = relations.relation_loss(x["ta"], x["tb"], x["sa"], x["sb"], HEADS, x["mask"],
+                                       implementation="native")
     direct = op(x["ta"], x["tb"], x["sa"], x["sb"], tf.constant(x["mask"]), num_heads=HEADS,
                 symmetric=False)[0]
-    np.testing.assert_array_equal(native.numpy(), direct.numpy())
+    np.testing.assert_array_equal(via_loss.numpy(), direct.numpy())
 
 
 def test_same_results_as_the_package_build(tmp_path):
     x = _inputs()
     np.savez(tmp_path / "inputs.npz", **x)
-    env = {k: v for k, v in os.environ.items() if k != kernels.LIBRARY_ENV}
+    env = {k: v for k, v in os.environ.items() if k != native.LIBRARY_ENV}
     subprocess.run([sys.executable, "-c", _OWN_BUILD, str(tmp_path / "inputs.npz"),
                     str(tmp_path / "own.npz")], env=env, check=True, timeout=600)
     own = np.load(tmp_path / "own.npz")
     assert os.path.realpath(str(own["library"])) != os.path.realpath(LIBRARY)
-    op = kernels.relation_kl_op()
+    op = native.relation_kl_op()
     for symmetric in (False, True):
         b = ("ta", "sa") if symmetric else ("tb", "sb")
         got = op(x["ta"], x[b[0]], x["sa"], x[b[1]], tf.constant(x["mask"]), num_heads=HEADS,

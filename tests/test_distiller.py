@@ -10,8 +10,9 @@ import tensorflow as tf
 
 from conftest import random_batch, tiny_encoder
 from minilm_tf import MiniLMDistiller, build_student, save_encoder
-from minilm_tf.losses import MiniLMDistillationLoss, MiniLMv1Objective, relation_model
-from minilm_tf.teacher import set_feedforward_activation
+from minilm_tf.layers import relation_model
+from minilm_tf.losses import MiniLMDistillationLoss
+from minilm_tf.models.encoders import set_feedforward_activation
 
 
 def _dataset(num_batches, seed):

@@ -9,8 +9,8 @@ import sys
 import numpy as np
 import pytest
 
-from minilm_tf import distribute
-from minilm_tf.distribute import make_strategy
+from minilm_tf.training import distribute
+from minilm_tf.training.distribute import make_strategy
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SCRIPT = os.path.join(HERE, "helpers", "distributed_steps.py")

@@ -21,7 +21,7 @@ import pytest
 import minilm_tf
 from minilm_tf.export import hf
 from minilm_tf.export import testing as xtesting
-from minilm_tf.teacher import LoadedEncoder, save_encoder, set_feedforward_activation
+from minilm_tf.models.encoders import LoadedEncoder, save_encoder, set_feedforward_activation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TORCH_PYTHON = os.path.join(REPO, ".venv-torch", "bin", "python")
@@ -247,7 +247,7 @@ def test_teacher_export_has_the_original_weights(exported_teacher):
     # keras-hub's importer followed by its inverse gives back the checkpoint's
     # tensors bit for bit (the original also stores the position_ids buffer).
     from safetensors.numpy import load_file
-    from minilm_tf.teacher import builtin_model_dir
+    from minilm_tf.models.encoders import builtin_model_dir
 
     path, _ = exported_teacher
     original = load_file(os.path.join(builtin_model_dir("all-minilm-l6-v2"), "model.safetensors"))
@@ -420,7 +420,7 @@ def test_known_tokenizer_differences_stay_true(all_minilm, exported_teacher, tmp
         "b = AutoTokenizer.from_pretrained(sys.argv[2])(texts)['input_ids']\n"
         "print(json.dumps([i for i, (x, y) in enumerate(zip(a, b)) if x != y]))\n"
     )
-    from minilm_tf.teacher import builtin_model_dir
+    from minilm_tf.models.encoders import builtin_model_dir
 
     proc = subprocess.run([TORCH_PYTHON, "-c", script, builtin_model_dir("all-minilm-l6-v2"),
                            path, json.dumps(texts + list(hf.PARITY_TEXTS))],

@@ -6,9 +6,11 @@ import pytest
 import tensorflow as tf
 
 from conftest import random_batch, tiny_bert
-from minilm_tf import activations, attention, normalization
-from minilm_tf.fast_paths import fast_paths
-from minilm_tf.distiller import MiniLMDistiller
+from minilm_tf.ops import activations
+from minilm_tf.ops import attention
+from minilm_tf.ops import normalization
+from minilm_tf.layers.fast_paths import fast_paths
+from minilm_tf.models.distiller import MiniLMDistiller
 from minilm_tf.layers import SelfAttentionRelations
 
 
@@ -155,7 +157,7 @@ def test_fine_tuning_steps_trace_with_fast_paths(spies):
 
 def test_the_recipe_setting_is_checked():
     from configs import base
-    from minilm_tf.run import validate_config
+    from minilm_tf.training.distillation import validate_config
 
     config = base.get_config()
     validate_config(config)

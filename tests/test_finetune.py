@@ -67,7 +67,7 @@ def toy_files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tiny_encoder():
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     keras.utils.set_random_seed(0)
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
@@ -96,7 +96,7 @@ def test_optimizer_defaults_and_schedule():
 
 
 def test_previous_run_is_refused_unless_overwrite(tmp_path):
-    from minilm_tf import workdir
+    from minilm_tf.utils import workdir
 
     wd = tmp_path / "run"
     with workdir.hold(str(wd)) as held:
@@ -202,7 +202,7 @@ def test_compare_table_and_chart(tmp_path):
 
 
 def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
-    from minilm_tf.teacher import save_encoder
+    from minilm_tf.models.encoders import save_encoder
 
     preset = str(tmp_path / "tiny_preset")
     save_encoder(tiny_encoder, preset)
@@ -266,7 +266,7 @@ def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, t
     import signal
     import time
 
-    from minilm_tf.teacher import save_encoder
+    from minilm_tf.models.encoders import save_encoder
 
     preset = str(tmp_path / "tiny_preset")
     save_encoder(tiny_encoder, preset)
@@ -333,7 +333,7 @@ def test_epoch_order_is_a_fixed_permutation_per_epoch():
 
 
 def test_tools_compare_with_seeds(tmp_path, toy_files, tiny_encoder):
-    from minilm_tf.teacher import save_encoder
+    from minilm_tf.models.encoders import save_encoder
 
     preset = str(tmp_path / "tiny_preset")
     save_encoder(tiny_encoder, preset)
@@ -394,7 +394,7 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
     directory ends where an uninterrupted run ends, dropout included."""
     import signal
 
-    from minilm_tf.checkpointing import RunInterrupted
+    from minilm_tf.training.checkpointing import RunInterrupted
     from minilm_tf.tasks import resume
 
     build, epoch_dataset = _toy_resumable_training(96, [keras.layers.Dense(16, activation="relu"),

@@ -1,4 +1,4 @@
-"""TF Model Garden BERT encoders (minilm_tf.model_garden) against the real library.
+"""TF Model Garden BERT encoders (minilm_tf.models.model_garden) against the real library.
 
 The fixtures under tests/fixtures/model_garden were written by
 tools/make_model_garden_fixture.py in .venv-model-garden (tf-models-official,
@@ -19,9 +19,9 @@ import pytest
 import tensorflow as tf
 
 import minilm_tf
-from minilm_tf import model_garden
+from minilm_tf.models import model_garden
 from minilm_tf.layers import truncated_encoder
-from minilm_tf.teacher import LoadedEncoder
+from minilm_tf.models.encoders import LoadedEncoder
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(REPO, "tests", "fixtures", "model_garden")
@@ -78,7 +78,7 @@ def test_exact_gelu_would_not_match():
     """The fixture can tell Model Garden's tanh GELU from the exact one."""
     data, inputs = _inputs(BERT_ENCODER)
     teacher = minilm_tf.load_teacher(BERT_ENCODER)
-    minilm_tf.teacher.set_feedforward_activation(teacher.backbone, "gelu")
+    minilm_tf.models.encoders.set_feedforward_activation(teacher.backbone, "gelu")
     diff = np.abs(_outputs(teacher, inputs)["sequence_output"] - data["sequence_output"]).max()
     assert diff > 5e-5  # several times the 1e-5 the fixture test allows
 

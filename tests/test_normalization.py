@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf.normalization import fusable, fused_layer_norm, layer_norm_call
+from minilm_tf.ops.normalization import fusable, fused_layer_norm, layer_norm_call
 
 
 def _numpy_layer_norm_and_gradients(x, gamma, beta, epsilon, upstream):

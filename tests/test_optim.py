@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf.optim import FusedAdamW, WarmupLinearDecay, make_adamw
+from minilm_tf.optimizers.adamw import FusedAdamW, WarmupLinearDecay, make_adamw
 
 SHAPES = [(50, 8), (8, 6), (6,)]
 

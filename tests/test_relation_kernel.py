@@ -1,4 +1,4 @@
-"""The native relation kernel (minilm_tf/kernels) against numpy and the XLA
+"""The native relation kernel (minilm_tf/ops/native) against numpy and the XLA
 implementation, its selection, and its build."""
 
 import logging
@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf import kernels, relations
+from minilm_tf.ops import native
+from minilm_tf.losses import relations
 from test_relations import make, np_kl_loss
 
-pytestmark = pytest.mark.skipif(kernels._compiler() is None,
+pytestmark = pytest.mark.skipif(native._compiler() is None,
                                 reason="no C++ compiler: the kernel cannot be built here")
-op = kernels.relation_kl_op()
+op = native.relation_kl_op()
 
 
 @pytest.fixture(autouse=True)
@@ -171,7 +172,7 @@ def test_bad_implementation_and_bad_inputs(monkeypatch):
         run_op(x, x, make(2, 6, 8, 1), make(2, 6, 8, 1), 2, mask)
     with pytest.raises(tf.errors.InvalidArgumentError, match="divisible"):
         run_op(x, x, x, x, 3, mask)
-    monkeypatch.setattr(kernels, "relation_kl_op", lambda: None)
+    monkeypatch.setattr(native, "relation_kl_op", lambda: None)
     with pytest.raises(RuntimeError, match="unavailable"):
         relations.relation_loss(x, x, x, x, 2, mask, implementation="native")
     # 'auto' falls back to XLA and still computes the loss.
@@ -180,33 +181,33 @@ def test_bad_implementation_and_bad_inputs(monkeypatch):
 
 
 def test_build_is_cached_and_failures_fall_back(tmp_path, monkeypatch, caplog):
-    prebuilt = os.environ.get(kernels.LIBRARY_ENV)  # set by the Bazel targets
-    monkeypatch.delenv(kernels.LIBRARY_ENV, raising=False)
-    compiler = kernels._compiler()
-    path = kernels.build(compiler)
-    assert path == kernels.library_path(compiler) and os.path.exists(path)
+    prebuilt = os.environ.get(native.LIBRARY_ENV)  # set by the Bazel targets
+    monkeypatch.delenv(native.LIBRARY_ENV, raising=False)
+    compiler = native._compiler()
+    path = native.build(compiler)
+    assert path == native.library_path(compiler) and os.path.exists(path)
     mtime = os.stat(path).st_mtime_ns
-    assert kernels.build(compiler) == path and os.stat(path).st_mtime_ns == mtime  # no rebuild
+    assert native.build(compiler) == path and os.stat(path).st_mtime_ns == mtime  # no rebuild
     if not prebuilt:  # (a second library of an op already loaded registers nothing)
-        assert kernels.relation_kl_op.__wrapped__() is not None  # loading again is harmless
+        assert native.relation_kl_op.__wrapped__() is not None  # loading again is harmless
 
     # A compiler that fails: a clear warning, None, and no half-written file.
     monkeypatch.setenv("MINILM_TF_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setenv("CXX", "false")
     with caplog.at_level(logging.WARNING):
-        assert kernels.relation_kl_op.__wrapped__() is None
+        assert native.relation_kl_op.__wrapped__() is None
     assert "XLA implementation" in caplog.text
     assert os.listdir(tmp_path) == []
     monkeypatch.setenv("MINILM_TF_NATIVE_KERNELS", "0")
-    assert kernels.relation_kl_op.__wrapped__() is None
+    assert native.relation_kl_op.__wrapped__() is None
 
 
 def test_a_prebuilt_library_is_loaded_and_a_bad_one_is_an_error(tmp_path, monkeypatch):
     """$MINILM_TF_RELATION_KL_LIBRARY (the Bazel-built library) replaces the build."""
-    library = os.environ.get(kernels.LIBRARY_ENV) or kernels.build(kernels._compiler())
-    monkeypatch.setenv(kernels.LIBRARY_ENV, library)
+    library = os.environ.get(native.LIBRARY_ENV) or native.build(native._compiler())
+    monkeypatch.setenv(native.LIBRARY_ENV, library)
     monkeypatch.setenv("CXX", "false")  # no compiling: the named library is what loads
-    prebuilt = kernels.relation_kl_op.__wrapped__()
+    prebuilt = native.relation_kl_op.__wrapped__()
     x = [make(2, 9, 12, s) for s in range(4)]
     mask = np.ones((2, 9), "int32")
     mask[1, 6:] = 0
@@ -217,8 +218,8 @@ def test_a_prebuilt_library_is_loaded_and_a_bad_one_is_an_error(tmp_path, monkey
     bad = tmp_path / "relation_kl.so"
     bad.write_text("not a shared library")
     for path in (str(bad), str(tmp_path / "missing.so")):
-        monkeypatch.setenv(kernels.LIBRARY_ENV, path)
-        with pytest.raises(RuntimeError, match=f"{kernels.LIBRARY_ENV}=.*unset it"):
-            kernels.relation_kl_op.__wrapped__()
+        monkeypatch.setenv(native.LIBRARY_ENV, path)
+        with pytest.raises(RuntimeError, match=f"{native.LIBRARY_ENV}=.*unset it"):
+            native.relation_kl_op.__wrapped__()
     monkeypatch.setenv("MINILM_TF_NATIVE_KERNELS", "0")  # switching kernels off still wins
-    assert kernels.relation_kl_op.__wrapped__() is None
+    assert native.relation_kl_op.__wrapped__() is None

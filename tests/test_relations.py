@@ -5,7 +5,10 @@ import pytest
 import keras
 import tensorflow as tf
 
-from minilm_tf import kernels, losses, relations
+from minilm_tf import losses
+from minilm_tf.layers import RelationLogits
+from minilm_tf.ops import native
+from minilm_tf.losses import relations
 
 
 @pytest.fixture(autouse=True, params=["native", "xla"])
@@ -13,11 +16,11 @@ def implementation(request, monkeypatch):
     """Runs each test with the native CPU kernel and with the XLA function
     (what `relation_loss` falls back to without the kernel)."""
     if request.param == "native":
-        if kernels._compiler() is None:
+        if native._compiler() is None:
             pytest.skip("no C++ compiler: the native kernel cannot be built here")
-        assert kernels.relation_kl_op() is not None, "the native kernel did not build"
+        assert native.relation_kl_op() is not None, "the native kernel did not build"
     else:
-        monkeypatch.setattr(kernels, "relation_kl_op", lambda: None)
+        monkeypatch.setattr(native, "relation_kl_op", lambda: None)
     return request.param
 
 
@@ -292,7 +295,7 @@ def test_symmetric_needs_one_tensor_per_model():
 def test_relation_objects_save_and_load(objective):
     """RelationLogits and MiniLMDistillationLoss round-trip through Keras'
     serialization and compute what the original computes."""
-    layer = losses.RelationLogits(objective, name="relations")
+    layer = RelationLogits(objective, name="relations")
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert type(restored.objective) is type(objective)
     assert restored.objective.get_config() == objective.get_config()

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf.fileio import atomic_directory
-from minilm_tf.run import check_resume_compatible, validate_config
+from minilm_tf.utils.fileio import atomic_directory
+from minilm_tf.training.distillation import check_resume_compatible, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -199,7 +199,7 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path):
 def test_keras_archive_with_lambda_is_refused(tmp_path):
     import keras
 
-    from minilm_tf.fileio import load_keras_archive
+    from minilm_tf.utils.fileio import load_keras_archive
 
     inputs = keras.Input((3,))
     model = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
@@ -215,7 +215,7 @@ def test_keras_archive_with_lambda_is_refused(tmp_path):
 def test_resumed_run_drops_metrics_rows_after_its_checkpoint(tmp_path):
     """metrics.csv of a run killed at step 7 (last row cut short) resumed
     from step 4: rows 1..4 stay, the rest would be written again."""
-    from minilm_tf.run import truncate_metrics
+    from minilm_tf.training.distillation import truncate_metrics
 
     path = tmp_path / "metrics.csv"
     rows = "".join(f"{s},0.001,100.0,{1.0 / s}\n" for s in range(1, 8))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from minilm_tf import losses, representations
+from minilm_tf import losses
+from minilm_tf.losses import representations
 
 
 def _inputs(batch=3, length=7, teacher_dim=8, student_dim=8, seed=0):

@@ -30,7 +30,7 @@ def _vocab_path():
 
 def _tiny_encoder(seed=0):
     """1 layer x 32 wide random BERT, no dropout, with the real uncased vocabulary."""
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     keras.utils.set_random_seed(seed)
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
@@ -104,7 +104,7 @@ def test_tiny_bert_memorises_squad_and_reloads_safely(tmp_path):
 
 
 def test_tools_finetune_squad_v2_end_to_end(tmp_path):
-    from minilm_tf.teacher import save_encoder
+    from minilm_tf.models.encoders import save_encoder
 
     preset = str(tmp_path / "tiny_preset")
     save_encoder(_tiny_encoder(seed=1), preset)

@@ -10,7 +10,7 @@ import keras
 import keras_hub
 import pytest
 
-from minilm_tf.teacher import LoadedEncoder, save_encoder
+from minilm_tf.models.encoders import LoadedEncoder, save_encoder
 from minilm_tf.training import study
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

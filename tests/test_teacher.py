@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from minilm_tf import load_teacher
-from minilm_tf.teacher import builtin_model_dir, save_encoder
+from minilm_tf.models.encoders import builtin_model_dir, save_encoder
 
 FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "all_minilm_l6_v2_reference.npz")
 
@@ -31,7 +31,7 @@ def test_parity_with_hugging_face_reference(all_minilm):
 
 def test_exact_gelu_matters(all_minilm):
     """With keras-hub's approximate GELU the parity would fail: the test can fail."""
-    from minilm_tf.teacher import set_feedforward_activation
+    from minilm_tf.models.encoders import set_feedforward_activation
 
     ref = np.load(FIXTURE)
     inputs = {k: ref[k] for k in ("token_ids", "segment_ids", "padding_mask")}
@@ -115,7 +115,7 @@ def test_missing_vocabulary(tmp_path):
 
 def test_truncated_preset_weights_are_a_clear_error(tmp_path):
     from minilm_tf.export import testing
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     tokenizer = testing.real_vocab_tokenizer()
     target = tmp_path / "preset"
@@ -135,7 +135,7 @@ def test_preset_config_that_disagrees_with_its_weights_names_the_mismatch(tmp_pa
     """Keras alone says "expected 1 variables, but received 0"; the error
     names the config key, its value and what the weights file holds."""
     from minilm_tf.export import testing
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     tokenizer = testing.real_vocab_tokenizer()
     target = tmp_path / "preset"

@@ -1,4 +1,4 @@
-"""minilm_tf.workdir: links leading outside, the lock, leftover temporaries.
+"""minilm_tf.utils.workdir: links leading outside, the lock, leftover temporaries.
 
 The tools' use of it (a second run refused, links refused before anything is
 written) is in test_bad_input.py; these are the pieces in one process.
@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from minilm_tf import workdir
+from minilm_tf.utils import workdir
 
 
 def test_links_leading_outside_are_refused_naming_the_entry(tmp_path):
@@ -68,7 +68,7 @@ def test_a_file_or_read_only_directory_is_refused(tmp_path):
 
 _HOLDER = """
 import sys, time
-from minilm_tf import workdir
+from minilm_tf.utils import workdir
 with workdir.hold(sys.argv[1]):
     print("held", flush=True)
     time.sleep(60)

@@ -4,7 +4,7 @@
 `py_test` and `py_binary` targets run with the pinned TensorFlow and Keras.
 `venv_tensorflow` exposes the installed TensorFlow's headers, compile flags and
 `libtensorflow_framework` (found through `tf.sysconfig`) to build custom ops
-against, the way `minilm_tf.kernels` compiles them with g++.
+against, the way `minilm_tf.ops.native` compiles them with g++.
 
 Both re-run when requirements.txt changes (a new TensorFlow); after
 recreating the venv by other means, run `bazel sync --configure` or

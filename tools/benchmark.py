@@ -10,7 +10,7 @@ random batch (token ids drawn uniformly, segment ids 0, padding mask per
 `--padding_fraction`):
 
   (a) step     the full distillation step users get: `MiniLMDistiller` compiled
-               with `minilm_tf.optim.make_adamw` (the fused AdamW of
+               with `minilm_tf.optimizers.adamw.make_adamw` (the fused AdamW of
                tools/distill.py, constant rate), warmed up through `fit`, then
                timed through Keras' own compiled `train_function` on a
                repeated in-memory batch;
@@ -24,7 +24,7 @@ and the distillation overhead ratio (a) / ((b) + (c)) from the medians (and
 from the CPU-time medians): 1.0 would mean the relation losses, their
 gradients and Keras' bookkeeping cost nothing. The table says which
 relation-loss implementation the step ran: the native CPU kernel
-(minilm_tf/kernels) or the XLA function (XLA-compiled steps, accelerators,
+(minilm_tf/ops/native) or the XLA function (XLA-compiled steps, accelerators,
 no compiler, or `MINILM_TF_NATIVE_KERNELS=0` to compare). `--compare_objective`
 adds (a2), the same step with the other objective (e.g. MiniLMv2 against v1),
 and its tokens/s as a share of (a)'s; `--compare_fast_paths` makes (a2) the
@@ -85,7 +85,7 @@ flags.DEFINE_enum("compare_objective", None, ["minilm", "minilmv2"],
                   "and batch, interleaved with the others as (a2), and report its tokens/s "
                   "relative to (a) by wall and by CPU time.")
 flags.DEFINE_enum("fast_paths", "auto", ["auto", "true", "false"],
-                  "Trace the steps with minilm_tf.fast_paths (MiniLMDistiller(fast_paths=...)); "
+                  "Trace the steps with minilm_tf.layers.fast_paths (MiniLMDistiller(fast_paths=...)); "
                   "auto: only when not XLA-compiled.")
 flags.DEFINE_bool("compare_fast_paths", False,
                   "Also time the full step with the other fast-paths setting as (a2) "
@@ -94,7 +94,7 @@ flags.DEFINE_list("precisions", ["float32"],
                   "Keras dtype policies to measure, e.g. float32,mixed_bfloat16.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "XLA for all three measurements; auto: as tools/distill.py decides "
-                  "(minilm_tf.distribute.resolve_jit_compile).")
+                  "(minilm_tf.training.distribute.resolve_jit_compile).")
 flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("inter_op_threads", 1, "TF inter-op threads (0: TensorFlow's default).")
 flags.DEFINE_integer("warmup_steps", 3, "Untimed steps per measurement (the first traces).")
@@ -214,7 +214,7 @@ def tiny_teacher(seq_len: int):
     """A small random BERT (2 layers, 48 wide, 12 heads, 1000 tokens)."""
     import keras_hub
 
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=1000, num_layers=2, num_heads=12, hidden_dim=48,
@@ -239,7 +239,7 @@ def make_batch(batch: int, seq_len: int, vocab: int, padding_fraction: float, se
 
 def make_optimizer():
     """What tools/distill.py trains with, at a constant learning rate."""
-    from minilm_tf.optim import make_adamw
+    from minilm_tf.optimizers.adamw import make_adamw
 
     return make_adamw(FLAGS.learning_rate, total_steps=10**9, warmup_steps=0,
                       weight_decay=FLAGS.weight_decay)
@@ -412,8 +412,8 @@ def _stats(times_s: list, cpu_s: list, tokens: int, real_tokens: int) -> dict:
 def relation_implementation(jit: bool) -> str:
     """What `relations.relation_loss` runs in the step: an XLA-compiled step
     contains the XLA function; otherwise 'auto' picks the native kernel where
-    it is available (minilm_tf/kernels)."""
-    from minilm_tf import relations
+    it is available (minilm_tf/ops/native)."""
+    from minilm_tf.losses import relations
 
     return "xla" if jit or relations._native_op("auto") is None else "native"
 
@@ -422,7 +422,7 @@ def measure_precision(precision: str) -> dict:
     import numpy as np
 
     from minilm_tf import count_params
-    from minilm_tf.distribute import resolve_jit_compile
+    from minilm_tf.training.distribute import resolve_jit_compile
 
     jit = resolve_jit_compile(FLAGS.jit_compile)
     load_start = load_average()

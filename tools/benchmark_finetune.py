@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags
 
 from minilm_tf import load_teacher
-from minilm_tf.distribute import resolve_jit_compile
+from minilm_tf.training.distribute import resolve_jit_compile
 from minilm_tf.tasks import finetune
 
 FLAGS = flags.FLAGS
@@ -28,7 +28,7 @@ flags.DEFINE_integer("batch_size", 32, "Examples per step.")
 flags.DEFINE_integer("seq_len", 64, "Tokens per example.")
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"], "XLA for the step.")
 flags.DEFINE_enum("fast_paths", "auto", ["auto", "on", "off"],
-                  "minilm_tf.fast_paths in the step (auto: only without XLA).")
+                  "minilm_tf.layers.fast_paths in the step (auto: only without XLA).")
 flags.DEFINE_bool("compare_fast_paths", False, "Also time the other fast_paths setting.")
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (the first traces and compiles).")
 flags.DEFINE_integer("steps", 8, "Timed steps per model.")

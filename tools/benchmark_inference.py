@@ -57,7 +57,7 @@ def load(spec, teacher_source=None, sequence_length=128):
         if teacher_source is None or teacher_source.kind != src.ENCODER:
             raise ValueError("random:LxHxA students need an encoder teacher spec.")
         import minilm_tf
-        from minilm_tf.teacher import LoadedEncoder
+        from minilm_tf.models.encoders import LoadedEncoder
 
         layers, hidden, heads = (int(g) for g in match.groups())
         teacher = LoadedEncoder(teacher_source.backbone, teacher_source.tokenizer, "teacher",

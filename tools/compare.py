@@ -53,7 +53,7 @@ def main(argv):
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
     if FLAGS.model:
         raise app.UsageError("Use --models (comma-separated), not --model.")
-    from minilm_tf import workdir as workdirs
+    from minilm_tf.utils import workdir as workdirs
 
     models = [m.strip() for m in FLAGS.models if m.strip()]
     try:
@@ -72,8 +72,8 @@ def main(argv):
 def _compare(workdir, models, seeds) -> int:
     import keras
 
-    from minilm_tf.checkpointing import RunInterrupted
-    from minilm_tf.fileio import atomic_write_json, atomic_write_text
+    from minilm_tf.training.checkpointing import RunInterrupted
+    from minilm_tf.utils.fileio import atomic_write_json, atomic_write_text
     from minilm_tf.tasks.comparison import (comparison_chart, comparison_markdown,
                                             comparison_rows, model_slug)
     from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune

@@ -17,14 +17,14 @@ from absl import app, flags, logging  # noqa: E402
 
 import _cli  # noqa: E402  (tools/_cli.py: one error line for bad flags)
 
-from minilm_tf.assistant import (  # noqa: E402
+from minilm_tf.training.assistant import (  # noqa: E402
     ROUTES,
     choose_route,
     run_with_assistant,
     summarize_assistant,
 )
-from minilm_tf.checkpointing import CheckpointWriteError  # noqa: E402
-from minilm_tf.run import RunInterrupted, run_distillation, summarize  # noqa: E402
+from minilm_tf.training.checkpointing import CheckpointWriteError  # noqa: E402
+from minilm_tf.training.distillation import RunInterrupted, run_distillation, summarize  # noqa: E402
 
 
 _CONFIG = _cli.define_config("configs/demo_cpu.py", "Recipe file under configs/.")

@@ -49,7 +49,7 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 
 def run(argv_flags=FLAGS) -> dict:
     from minilm_tf.export import hf
-    from minilm_tf.teacher import load_teacher
+    from minilm_tf.models.encoders import load_teacher
 
     # An existing directory is refused before the model is loaded.
     hf.check_target(argv_flags.output_dir, argv_flags.overwrite)

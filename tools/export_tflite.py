@@ -90,7 +90,7 @@ def _check_name(name: str) -> None:
 
 
 def run(f=FLAGS) -> dict:
-    from minilm_tf import workdir as workdirs
+    from minilm_tf.utils import workdir as workdirs
     from minilm_tf.export import source as src
     from minilm_tf.export import tflite as tl
 
@@ -112,7 +112,7 @@ def run(f=FLAGS) -> dict:
 
 
 def _export(f, source, output_dir: str, t_start: float) -> dict:
-    from minilm_tf import fileio
+    from minilm_tf.utils import fileio
     from minilm_tf.export import data as export_data
     from minilm_tf.export import source as src
     from minilm_tf.export import tflite as tl

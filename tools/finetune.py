@@ -170,7 +170,7 @@ def main(argv):
     missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
     if missing:
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
-    from minilm_tf.checkpointing import CheckpointWriteError, RunInterrupted
+    from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
 
     try:

@@ -26,7 +26,7 @@ Checks (each failure is listed; exit status 1 if any):
   session logged minus the step the next session resumed from (its
   "Resumed from" / "resuming from" line) is at most train.checkpoint_every
   (distillation) or one epoch (fine-tuning);
-- nothing partial is left: no temporary names (`minilm_tf.workdir`), no lock
+- nothing partial is left: no temporary names (`minilm_tf.utils.workdir`), no lock
   file, no checkpoint file the checkpoint index does not name, no
   `checkpoints/` after the finished fine-tuning, and metrics.csv lists every
   step once, in order.
@@ -74,7 +74,7 @@ _BATCH = 8
 def build_inputs(directory: str) -> dict:
     """A tiny teacher preset, a corpus and a toy task under `directory`."""
     from minilm_tf.export import testing
-    from minilm_tf.teacher import LoadedEncoder, save_encoder
+    from minilm_tf.models.encoders import LoadedEncoder, save_encoder
 
     os.makedirs(directory, exist_ok=True)
     tokenizer = testing.real_vocab_tokenizer()
@@ -332,7 +332,7 @@ def compare_weights(a_dir: str, b_dir: str) -> dict:
 
 def leftovers(workdir: str) -> list[str]:
     """Temporary names, lock files and checkpoint files the index does not name."""
-    from minilm_tf import workdir as workdirs
+    from minilm_tf.utils import workdir as workdirs
 
     found = []
     for directory, dirnames, filenames in os.walk(workdir):

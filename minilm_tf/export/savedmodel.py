@@ -42,7 +42,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from minilm_tf import _compat
-from minilm_tf import workdir as workdirs
+from minilm_tf.utils import workdir as workdirs
 from minilm_tf.export import source as src
 from minilm_tf.export import tokenization
 

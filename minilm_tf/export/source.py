@@ -30,7 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from minilm_tf.student import count_params
+from minilm_tf.models.students import count_params
 
 logger = logging.getLogger(__name__)
 
@@ -265,7 +265,7 @@ def _load_finetuned(path: str, sequence_length: int | None) -> ExportSource:
 
 def _load_encoder(path, sequence_length, pooling, normalize) -> ExportSource:
     from minilm_tf.tasks.finetune import build_preprocessor
-    from minilm_tf.teacher import load_teacher
+    from minilm_tf.models.encoders import load_teacher
 
     encoder = load_teacher(path)
     if encoder.tokenizer is None:

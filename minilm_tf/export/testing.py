@@ -15,7 +15,7 @@ HIDDEN = 16
 
 
 def vocab_path() -> str:
-    from minilm_tf.teacher import builtin_model_dir
+    from minilm_tf.models.encoders import builtin_model_dir
 
     path = os.path.join(builtin_model_dir("all-minilm-l6-v2"), "vocab.txt")
     if not os.path.exists(path):
@@ -86,7 +86,7 @@ def make_finetune_workdir(workdir: str, tokenizer, pair: bool = False, seed: int
 def make_encoder_source(tokenizer, seed: int = 1, sequence_length: int = SEQ_LEN,
                         normalize: bool = True):
     from minilm_tf.export import source as src
-    from minilm_tf.teacher import LoadedEncoder
+    from minilm_tf.models.encoders import LoadedEncoder
 
     encoder = LoadedEncoder(tiny_backbone(tokenizer, seed), tokenizer, "tiny-encoder",
                             "gelu_approximate",
@@ -97,7 +97,7 @@ def make_encoder_source(tokenizer, seed: int = 1, sequence_length: int = SEQ_LEN
 
 def save_tiny_encoder_preset(directory: str, tokenizer, seed: int = 1) -> str:
     """A keras-hub preset dir (as `minilm_tf.save_encoder` writes students)."""
-    from minilm_tf.teacher import LoadedEncoder, save_encoder
+    from minilm_tf.models.encoders import LoadedEncoder, save_encoder
 
     encoder = LoadedEncoder(tiny_backbone(tokenizer, seed), tokenizer, "tiny-encoder",
                             "gelu_approximate",

@@ -43,7 +43,7 @@ import numpy as np
 
 from minilm_tf.data.splits import (  # noqa: F401  (re-exported)
     BUILTIN_SPLIT_FRACTIONS, split_fingerprint, stable_hash, stable_stratified_split)
-from minilm_tf.packaged import package_path
+from minilm_tf.utils.packaged import package_path
 
 logger = logging.getLogger(__name__)
 

@@ -63,12 +63,12 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 import keras
 import numpy as np
 
-from minilm_tf import fileio
-from minilm_tf import workdir as workdirs
-from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
-from minilm_tf.fast_paths import trace_steps_with_fast_paths
-from minilm_tf.student import count_params
-from minilm_tf.optim import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
+from minilm_tf.utils import fileio
+from minilm_tf.utils import workdir as workdirs
+from minilm_tf.training.distribute import is_chief, make_strategy, resolve_jit_compile
+from minilm_tf.layers.fast_paths import trace_steps_with_fast_paths
+from minilm_tf.models.students import count_params
+from minilm_tf.optimizers.adamw import WarmupLinearDecay, make_adamw  # noqa: F401 (re-exported)
 from minilm_tf.tasks import classification_data
 from minilm_tf.tasks import metrics as mt
 from minilm_tf.tasks import resume
@@ -125,7 +125,7 @@ class FinetuneConfig:
     latency_batch_size: Optional[int] = None  # None: eval_batch_size
     save_model: bool = True
     overwrite: bool = False
-    strategy: str = "default"  # minilm_tf.distribute.STRATEGIES
+    strategy: str = "default"  # minilm_tf.training.distribute.STRATEGIES
     tpu_address: str = ""
     precision: str = "float32"  # or mixed_bfloat16 / mixed_float16
     jit_compile: bool | str = "auto"  # XLA for the train and predict steps; see resolve_jit_compile
@@ -171,7 +171,7 @@ def task_kind(task: str, kind: Optional[str] = None) -> str:
 
 def load_encoder(spec: str):
     """`minilm_tf.load_teacher(spec)`: backbone + tokenizer for any model spec."""
-    from minilm_tf.teacher import load_teacher
+    from minilm_tf.models.encoders import load_teacher
 
     return load_teacher(spec)
 
@@ -277,7 +277,7 @@ def make_dataset(split: classification_data.Split, preprocessor, batch_size: int
 
 def make_optimizer(learning_rate: float, total_steps: int, warmup_ratio: float = 0.1,
                    weight_decay: float = 0.01, clipnorm: Optional[float] = 1.0):
-    """AdamW with BERT's schedule (`minilm_tf.optim.make_adamw`): linear
+    """AdamW with BERT's schedule (`minilm_tf.optimizers.adamw.make_adamw`): linear
     warm-up over `warmup_ratio` of the steps, linear decay to 0; no weight
     decay on biases and LayerNorm; global gradient-norm clipping."""
     warmup_steps = int(round(total_steps * warmup_ratio))
@@ -289,7 +289,7 @@ def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True,
                        fast_paths: Optional[bool] = None) -> None:
     """Loss and metric for the task kind. `jit_compile`: XLA-compile the
     train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines).
-    `fast_paths`: trace the steps with `minilm_tf.fast_paths` (oneDNN's
+    `fast_paths`: trace the steps with `minilm_tf.layers.fast_paths` (oneDNN's
     paths); None (default): only steps that are not XLA-compiled, because
     inside XLA they cost time (`tools/benchmark_finetune.py`; numbers in
     docs/performance.md)."""
@@ -487,7 +487,7 @@ def measure_latency(model, split_or_dataset, preprocessor=None, batch_size: int 
 
 
 def clear_previous_run(workdir: str, overwrite: bool = False) -> None:
-    """In a held work directory (`minilm_tf.workdir.hold`): refuses a
+    """In a held work directory (`minilm_tf.utils.workdir.hold`): refuses a
     previous run's outputs unless `overwrite` (then they are deleted first,
     and logged). An unfinished run (checkpoints, no report.json) is kept for
     `run_finetune` to resume; the outputs it had begun to write are removed
@@ -594,7 +594,7 @@ def load_finetuned(workdir_or_model_dir: str):
     model = keras_hub.models.TextClassifier.from_preset(path)
     meta_path = os.path.join(path, "minilm_tf.json")
     if os.path.exists(meta_path):
-        from minilm_tf.teacher import set_feedforward_activation
+        from minilm_tf.models.encoders import set_feedforward_activation
 
         with open(meta_path, encoding="utf-8") as f:
             hidden_act = json.load(f).get("hidden_act")

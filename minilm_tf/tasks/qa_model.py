@@ -14,7 +14,7 @@ from typing import Mapping
 import keras
 import numpy as np
 
-from minilm_tf.fast_paths import trace_steps_with_fast_paths
+from minilm_tf.layers.fast_paths import trace_steps_with_fast_paths
 
 __all__ = [
     "INPUT_NAMES",
@@ -104,7 +104,7 @@ def compile_qa_model(model: keras.Model, optimizer="adam", **kwargs) -> keras.Mo
 
     Labels are ``{"start_logits": start_positions, "end_logits":
     end_positions}`` (see :func:`make_qa_dataset`). Steps that are not
-    XLA-compiled trace with `minilm_tf.fast_paths` (as classification's).
+    XLA-compiled trace with `minilm_tf.layers.fast_paths` (as classification's).
     """
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     if not kwargs.get("jit_compile"):

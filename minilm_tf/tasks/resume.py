@@ -29,8 +29,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from minilm_tf import fileio
-from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
+from minilm_tf.utils import fileio
+from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 
 CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"

@@ -21,7 +21,7 @@
    keras-hub WordPiece tokenizer.
 3. Model: `qa_model.build_qa_model(backbone)` (span head over the sequence
    output), loss (CE(start) + CE(end)) / 2, AdamW with linear warm-up and
-   linear decay (`minilm_tf.optim.make_adamw` via `finetune.make_optimizer`),
+   linear decay (`minilm_tf.optimizers.adamw.make_adamw` via `finetune.make_optimizer`),
    gradient clipping, seeded shuffling.
 4. Evaluation: `squad.postprocess` (n-best search over all windows, v2.0
    null answer against `null_threshold`) and the official EM / F1
@@ -67,8 +67,8 @@ from typing import Any, Callable, Dict, List, Optional
 import keras
 import numpy as np
 
-from minilm_tf import fileio
-from minilm_tf import workdir as workdirs
+from minilm_tf.utils import fileio
+from minilm_tf.utils import workdir as workdirs
 from minilm_tf.tasks import finetune as ft
 from minilm_tf.tasks import qa_model
 from minilm_tf.tasks import resume
@@ -451,7 +451,7 @@ def load_finetuned_qa(workdir: str, safe_mode: bool = True):
     questions with `squad.prepare_squad(examples, tokenizer, **windowing)`,
     `predict_logits` and `squad.postprocess` (settings in qa_config).
     """
-    from minilm_tf.teacher import set_feedforward_activation
+    from minilm_tf.models.encoders import set_feedforward_activation
 
     with open(os.path.join(workdir, QA_CONFIG_FILE), encoding="utf-8") as f:
         qa_config = json.load(f)

@@ -34,11 +34,11 @@ from typing import Callable, Mapping, Sequence
 
 import keras
 
-from minilm_tf import workdir as workdirs
-from minilm_tf.fileio import atomic_savefig, atomic_write_json, atomic_write_text
+from minilm_tf.utils import workdir as workdirs
+from minilm_tf.utils.fileio import atomic_savefig, atomic_write_json, atomic_write_text
 from minilm_tf.losses import parse_objective
-from minilm_tf.run import run_distillation
-from minilm_tf.student import INITS
+from minilm_tf.training.distillation import run_distillation
+from minilm_tf.models.students import INITS
 from minilm_tf.tasks.finetune import REPORT_FILE, FinetuneConfig, run_finetune
 
 TEACHER = "teacher"
@@ -215,7 +215,7 @@ class Study:
 
     def run(self) -> dict:
         """Distils and fine-tunes what is missing; returns the study table.
-        Holds the work directory (`minilm_tf.workdir.hold`) while it runs."""
+        Holds the work directory (`minilm_tf.utils.workdir.hold`) while it runs."""
         with workdirs.hold(self.workdir, what=f"the study directory {self.workdir}"):
             _check_identity(self.workdir, self.config)
             return self._run()

@@ -4,7 +4,7 @@ Used by tests/test_distribute.py in subprocesses (device setup must happen
 before TensorFlow initialises). Usage:
     python distributed_steps.py STRATEGY OUT.npz [NUM_LOGICAL_CPUS [OPTIMIZER]]
 STRATEGY: default | mirrored | multi_worker (cluster from TF_CONFIG).
-OPTIMIZER: sgd (default) | adamw (`minilm_tf.optim.make_adamw`, the fused
+OPTIMIZER: sgd (default) | adamw (`minilm_tf.optimizers.adamw.make_adamw`, the fused
 AdamW that `tools/distill.py` uses).
 """
 
@@ -29,8 +29,8 @@ import keras  # noqa: E402
 import keras_hub  # noqa: E402
 
 from minilm_tf import MiniLMDistiller  # noqa: E402
-from minilm_tf.distribute import make_strategy  # noqa: E402
-from minilm_tf.optim import make_adamw  # noqa: E402
+from minilm_tf.training.distribute import make_strategy  # noqa: E402
+from minilm_tf.optimizers.adamw import make_adamw  # noqa: E402
 
 GLOBAL_BATCH, LENGTH, STEPS = 8, 16, 3
 

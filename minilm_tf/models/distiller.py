@@ -7,7 +7,7 @@ import keras
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf.fast_paths import fast_paths as fast_paths_of
+from minilm_tf.layers.fast_paths import fast_paths as fast_paths_of
 from minilm_tf.layers import SelfAttentionRelations, attention_heads
 from minilm_tf.losses import Objective, make_objective
 
@@ -79,7 +79,7 @@ class MiniLMDistiller(keras.Model):
             `embedding_mse`; defaults to the teacher's configuration, else
             False.
         fast_paths: trace the train and test steps with
-            `minilm_tf.fast_paths` (fused softmax, GELU, LayerNorm, 16-bit
+            `minilm_tf.layers.fast_paths` (fused softmax, GELU, LayerNorm, 16-bit
             dropout: the same function, 6-13% faster steps on oneDNN CPUs,
             about even under XLA; docs/performance.md). Defaults to True;
             `None` uses them only when the steps are not XLA-compiled.
@@ -196,7 +196,7 @@ class MiniLMDistiller(keras.Model):
 
     @property
     def uses_fast_paths(self) -> bool:
-        """Whether the steps trace with `minilm_tf.fast_paths` (see `fast_paths`)."""
+        """Whether the steps trace with `minilm_tf.layers.fast_paths` (see `fast_paths`)."""
         if self.fast_paths is not None:
             return bool(self.fast_paths)
         return not getattr(self, "jit_compile", False)

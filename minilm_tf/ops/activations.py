@@ -12,7 +12,7 @@ true value (one rounding at the end).
 import keras
 import tensorflow as tf
 
-from minilm_tf.xla import kernel
+from minilm_tf.ops.xla import xla_function
 
 _SQRT_HALF = 0.7071067811865476
 
@@ -42,24 +42,24 @@ _TANH_SCALE = 0.7978845608028654  # sqrt(2 / pi)
 _TANH_CUBIC = 0.044715
 
 
-_gelu_exact_forward = kernel(gelu_exact)
+_gelu_exact_forward = xla_function(gelu_exact)
 
 
-@kernel
+@xla_function
 def _gelu_exact_backward(x, upstream):
     y = tf.cast(x, tf.float32)
     derivative = 0.5 * (1.0 + tf.math.erf(y * _SQRT_HALF)) + y * tf.exp(-0.5 * y * y) * _INV_SQRT_2PI
     return tf.cast(tf.cast(upstream, tf.float32) * derivative, x.dtype)
 
 
-@kernel
+@xla_function
 def _gelu_tanh_forward(x):
     y = tf.cast(x, tf.float32)
     inner = _TANH_SCALE * (y + _TANH_CUBIC * y * y * y)
     return tf.cast(0.5 * y * (1.0 + tf.tanh(inner)), x.dtype)
 
 
-@kernel
+@xla_function
 def _gelu_tanh_backward(x, upstream):
     y = tf.cast(x, tf.float32)
     t = tf.tanh(_TANH_SCALE * (y + _TANH_CUBIC * y * y * y))
@@ -70,13 +70,13 @@ def _gelu_tanh_backward(x, upstream):
 
 @tf.custom_gradient
 def fused_gelu_exact(x: tf.Tensor):
-    """`gelu_exact` with its forward and its gradient each one XLA kernel."""
+    """`gelu_exact` with its forward and its gradient each one XLA cluster."""
     return _gelu_exact_forward(x), lambda upstream: _gelu_exact_backward(x, upstream)
 
 
 @tf.custom_gradient
 def fused_gelu_tanh(x: tf.Tensor):
-    """`gelu_tanh` with its forward and its gradient each one XLA kernel."""
+    """`gelu_tanh` with its forward and its gradient each one XLA cluster."""
     return _gelu_tanh_forward(x), lambda upstream: _gelu_tanh_backward(x, upstream)
 
 

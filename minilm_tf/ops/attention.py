@@ -14,7 +14,7 @@ Costs of Keras' own code in a bfloat16 step on 2 cores (docs/performance.md):
 scores query-first with an XLA-fused `masked_softmax`; `dropout16` a drop-in
 `Dropout.call` using 16-bit random numbers (two per Philox output; drop
 probability round(rate * 65536) / 65536, kept values scaled to keep the
-expectation) from the layer's own seed generator. `minilm_tf.fast_paths`
+expectation) from the layer's own seed generator. `minilm_tf.layers.fast_paths`
 installs them while a step is traced.
 """
 
@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from minilm_tf.xla import kernel
+from minilm_tf.ops.xla import xla_function
 
 # Keras' score equation for [B, T, N, H] inputs attending over axis 1, and the
 # same contraction with the query as the first operand.
@@ -55,20 +55,20 @@ def dropout16(layer: keras.layers.Dropout, x: tf.Tensor, training=False) -> tf.T
     return tf.where(keep, x * scale, tf.zeros_like(x))
 
 
-@kernel
+@xla_function
 def _masked_softmax_forward(scores, mask):
     logits = tf.where(mask, tf.cast(scores, tf.float32), -1e9)
     return tf.cast(tf.where(mask, tf.nn.softmax(logits, axis=-1), 0.0), scores.dtype)
 
 
-@kernel
+@xla_function
 def _softmax_backward(probs, upstream):
     p, dy = tf.cast(probs, tf.float32), tf.cast(upstream, tf.float32)
     return tf.cast(p * (dy - tf.reduce_sum(dy * p, axis=-1, keepdims=True)), probs.dtype)
 
 
 def masked_softmax(scores: tf.Tensor, mask: tf.Tensor | None) -> tf.Tensor:
-    """Keras' masked `Softmax` over the last axis, each pass one XLA kernel.
+    """Keras' masked `Softmax` over the last axis, each pass one XLA cluster.
 
     As `keras.layers.Softmax`: masked positions (mask False or <= 0.5) get
     -1e9 before the softmax and 0 after it; computed in float32 and returned

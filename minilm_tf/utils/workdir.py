@@ -23,9 +23,9 @@ which
 - removes temporary files that a killed or failed write left behind:
   `ckpt-N_temp/` shard directories of `tf.train.Checkpoint`, TensorFlow's
   `checkpoint.tmp*` index files, and the `.tmp-*` / `.NAME.tmp-*` /
-  `.NAME.old-*` names of `minilm_tf.fileio`'s atomic writes, in the
+  `.NAME.old-*` names of `minilm_tf.utils.fileio`'s atomic writes, in the
   directory and in the subdirectories the caller names (its checkpoint
-  directories). `minilm_tf.checkpointing.save_checkpoint` calls
+  directories). `minilm_tf.training.checkpointing.save_checkpoint` calls
   `remove_temporaries` after each checkpoint write, failed or not.
 
 Holding is re-entrant within a process (fine-tuning's QA path opens the

@@ -11,7 +11,7 @@ import signal
 import tensorflow as tf
 from absl import logging
 
-from minilm_tf.workdir import remove_temporaries
+from minilm_tf.utils.workdir import remove_temporaries
 
 
 class RunInterrupted(Exception):

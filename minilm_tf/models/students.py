@@ -3,7 +3,7 @@
 import numpy as np
 import keras
 
-from minilm_tf.teacher import LoadedEncoder, set_feedforward_activation
+from minilm_tf.models.encoders import LoadedEncoder, set_feedforward_activation
 
 INITS = ("random", "teacher_layers", "teacher_bottom")
 

@@ -24,7 +24,7 @@ import math
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf import kernels
+from minilm_tf.ops import native
 
 # Large finite negative used to mask keys. Finite so that 0 * logit stays 0.
 _MASK_VALUE = -1e9
@@ -247,7 +247,7 @@ def _native_op(implementation: str):
             f"implementation must be 'auto', 'native' or 'xla', got {implementation!r}.")
     if implementation == "xla":
         return None
-    op = kernels.relation_kl_op()
+    op = native.relation_kl_op()
     if implementation == "native":
         if op is None:
             raise RuntimeError("The native relation kernel is unavailable (see the logged "
@@ -286,7 +286,7 @@ def relation_loss(
     The loss and its gradients wrt the student's inputs are computed together,
     so the [B, R, T, T] relations are never stored for the backward pass:
     `implementation='native'` by the compiled CPU kernel of
-    `minilm_tf.kernels` (each example's head at a time, in cache),
+    `minilm_tf.ops.native` (each example's head at a time, in cache),
     `'xla'` by an XLA-compiled function (chunks of examples and heads), and
     `'auto'` (the default) picks the kernel when it is available, the process
     has no GPU or TPU and the caller is not itself XLA-compiled
@@ -300,12 +300,12 @@ def relation_loss(
             if b is not None and b is not a:
                 raise ValueError(f"symmetric=True relates {name}_a to itself: pass "
                                  f"{name}_b=None (or {name}_a), or symmetric=False.")
-    native = _native_op(implementation)
+    native_op = _native_op(implementation)
 
     def prepare(x):
         # The kernel reads float32 and bfloat16 itself; XLA gets float32.
         x = tf.stop_gradient(x)
-        kept = (tf.float32, tf.bfloat16) if native is not None else (tf.float32,)
+        kept = (tf.float32, tf.bfloat16) if native_op is not None else (tf.float32,)
         return x if x.dtype in kept else tf.cast(x, tf.float32)
 
     teacher_a = prepare(teacher_a)
@@ -316,7 +316,7 @@ def relation_loss(
         # The gradient is `grad` below: nothing inside needs differentiating.
         a = prepare(students[0])
         b = a if symmetric else prepare(students[1])
-        compute = native or functools.partial(_relation_loss_and_gradients,
+        compute = native_op or functools.partial(_relation_loss_and_gradients,
                                               chunk_entries=_CHUNK_ENTRIES)
         loss, *gradients = compute(teacher[0], teacher[1], a, b, mask, num_heads=num_heads,
                                    symmetric=symmetric)

@@ -3,8 +3,8 @@
 A kill or a full disk during a write must never leave a file or directory
 that looks complete but is not: everything is written beside its target
 under a temporary name (`.tmp-*`, `.NAME.tmp-*`) and renamed into place only
-when complete; `minilm_tf.workdir` removes such leftovers when a run starts.
-The work directory itself (creation, links, lock) is `minilm_tf.workdir`.
+when complete; `minilm_tf.utils.workdir` removes such leftovers when a run starts.
+The work directory itself (creation, links, lock) is `minilm_tf.utils.workdir`.
 """
 
 import contextlib

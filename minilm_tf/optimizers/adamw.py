@@ -4,7 +4,7 @@ import keras
 import tensorflow as tf
 
 from minilm_tf import _compat
-from minilm_tf.xla import kernel
+from minilm_tf.ops.xla import xla_function
 
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
@@ -42,9 +42,9 @@ class WarmupLinearDecay(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-@kernel
+@xla_function
 def _adamw_update(variable, m, v, gradient, lr, step, beta_1, beta_2, epsilon, decay):
-    """Keras' AdamW update of one variable, weight decay first, as one XLA kernel.
+    """Keras' AdamW update of one variable, weight decay first, as one XLA cluster.
 
     `variable`, `m`, `v` are resource handles, not `tf.Variable`s: a
     `tf.function` keeps the variables it was traced with, and calling it again
@@ -65,7 +65,7 @@ def _adamw_update(variable, m, v, gradient, lr, step, beta_1, beta_2, epsilon, d
 
 @keras.saving.register_keras_serializable(package="minilm_tf")
 class FusedAdamW(keras.optimizers.AdamW):
-    """`keras.optimizers.AdamW` with each variable's update one XLA kernel.
+    """`keras.optimizers.AdamW` with each variable's update one XLA cluster.
 
     Same arguments, variables and results as AdamW (tested against it). Keras'
     TensorFlow AdamW is about fifteen separate kernels per variable, each a

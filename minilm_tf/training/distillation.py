@@ -13,7 +13,7 @@ loads the teacher, builds the student and the corpus pipeline, distills with
 - `student/`: the final student as a keras-hub preset directory;
 - `report.json`: config, steps, tokens, wall time, throughput, losses.
 
-The work directory is held with `minilm_tf.workdir.hold` for the whole run:
+The work directory is held with `minilm_tf.utils.workdir.hold` for the whole run:
 one run at a time, no links leading outside it, leftovers of unfinished
 writes removed at the start.
 
@@ -34,20 +34,20 @@ import tensorflow as tf
 from absl import logging
 
 from minilm_tf import data as corpus
-from minilm_tf import workdir as workdirs
-from minilm_tf.distiller import MiniLMDistiller
-from minilm_tf.distribute import is_chief, make_strategy, resolve_jit_compile
-from minilm_tf.fileio import (
+from minilm_tf.utils import workdir as workdirs
+from minilm_tf.models.distiller import MiniLMDistiller
+from minilm_tf.training.distribute import is_chief, make_strategy, resolve_jit_compile
+from minilm_tf.utils.fileio import (
     atomic_directory,
     atomic_savefig,
     atomic_write_json,
     atomic_write_text,
 )
-from minilm_tf.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
+from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 from minilm_tf.losses import parse_objective
-from minilm_tf.optim import make_adamw
-from minilm_tf.student import INITS, build_student, count_params
-from minilm_tf.teacher import LoadedEncoder, load_teacher, save_encoder
+from minilm_tf.optimizers.adamw import make_adamw
+from minilm_tf.models.students import INITS, build_student, count_params
+from minilm_tf.models.encoders import LoadedEncoder, load_teacher, save_encoder
 
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.csv"
@@ -303,7 +303,7 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
         FloatingPointError: when the loss became non-finite (the last good
             checkpoint is kept).
         ValueError: for a bad config, or one incompatible with `workdir`;
-            `minilm_tf.workdir.WorkdirError` (a ValueError) when `workdir`
+            `minilm_tf.utils.workdir.WorkdirError` (a ValueError) when `workdir`
             holds a link leading outside it or another run holds it.
     """
     validate_config(config)

@@ -10,10 +10,10 @@ with `MINILM_TF_NATIVE_KERNELS=0`, it returns None and callers use their
 XLA implementation.
 
 `$MINILM_TF_RELATION_KL_LIBRARY` names a library built elsewhere (e.g. the
-Bazel target `//minilm_tf/kernels:relation_kl.so`) to load instead of
+Bazel target `//minilm_tf/ops/native:relation_kl.so`) to load instead of
 compiling; one that does not load is an error, not a fallback.
 
-    python -m minilm_tf.kernels   # build (or find) the library, print its path
+    python -m minilm_tf.ops.native   # build (or find) the library, print its path
 """
 
 import functools

@@ -3,9 +3,9 @@
 A relation objective takes the teacher's and the student's relation
 features, dicts with `queries`, `keys`, `values` ([B, T, H, d] or [B, T, D])
 and `padding_mask` ([B, T]), and returns one per-example loss tensor [B] per
-component (the interface: `minilm_tf.objective.Objective`).
+component (the interface: `minilm_tf.losses.objective.Objective`).
 `make_objective` builds these, the hidden-state objectives of
-`minilm_tf.state_losses` and weighted sums from a name such as
+`minilm_tf.losses.state_losses` and weighted sums from a name such as
 `minilm+300*embedding_mse`. `MiniLMDistillationLoss` packages a relation
 objective as a `keras.distillation.DistillationLoss`.
 """
@@ -15,15 +15,14 @@ from typing import Mapping
 import keras
 import tensorflow as tf
 
-from minilm_tf import relations
-from minilm_tf.layers import SelfAttentionRelations
-from minilm_tf.objective import CompositeObjective, Features, Objective, component_weights
-from minilm_tf.state_losses import EmbeddingMSE, HiddenStateMSE
+from minilm_tf.losses import relations
+from minilm_tf.losses.objective import CompositeObjective, Features, Objective, component_weights
+from minilm_tf.losses.state_losses import EmbeddingMSE, HiddenStateMSE
 
 __all__ = [
     "CompositeObjective", "EmbeddingMSE", "HiddenStateMSE", "MiniLMDistillationLoss",
     "MiniLMObjective", "MiniLMv1Objective", "MiniLMv2Objective", "OBJECTIVES", "Objective",
-    "make_objective", "parse_objective", "relation_model",
+    "make_objective", "parse_objective",
 ]
 
 
@@ -301,7 +300,7 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
             if missing:
                 raise ValueError(
                     f"The {who} outputs lack {sorted(missing)}; build the model "
-                    "with minilm_tf.relation_model(backbone, objective)."
+                    "with minilm_tf.layers.relation_model(backbone, objective)."
                 )
 
     def compute_loss(self, teacher_outputs, student_outputs, **kwargs):
@@ -318,50 +317,3 @@ class MiniLMDistillationLoss(keras.distillation.DistillationLoss):
     @classmethod
     def from_config(cls, config: Mapping) -> "MiniLMDistillationLoss":
         return cls(deserialize_relation_objective(config["objective"]))
-
-
-def relation_model(
-    backbone: keras.Model, objective: MiniLMObjective, layer_index: int = -1
-) -> keras.Model:
-    """A functional model: backbone inputs -> relation logits.
-
-    Outputs one [B, R, T, T] tensor per component of `objective` plus the
-    `padding_mask`; the input to `MiniLMDistillationLoss`.
-    """
-    inputs = {
-        name: keras.Input(shape=(None,), dtype="int32", name=name) for name in backbone.input
-    }
-    features = SelfAttentionRelations(backbone, layer_index)(inputs)
-    outputs = RelationLogits(objective)(features)
-    return keras.Model(inputs, outputs, name=f"{backbone.name}_relations")
-
-
-@keras.saving.register_keras_serializable(package="minilm_tf")
-class RelationLogits(keras.layers.Layer):
-    """Keras layer form of `MiniLMObjective.relation_logits`."""
-
-    def __init__(self, objective: MiniLMObjective | Mapping, **kwargs):
-        super().__init__(**kwargs)
-        if isinstance(objective, Mapping):
-            objective = deserialize_relation_objective(objective)
-        self.objective = objective
-
-    def get_config(self) -> dict:
-        config = super().get_config()
-        config["objective"] = serialize_relation_objective(self.objective)
-        return config
-
-    def call(self, features):
-        outputs = self.objective.relation_logits(features)
-        outputs["padding_mask"] = features["padding_mask"]
-        return outputs
-
-    def compute_output_spec(self, features):
-        batch, length = features["padding_mask"].shape
-        heads = self.objective.num_relation_heads
-        spec = {
-            name: keras.KerasTensor((batch, heads, length, length), dtype="float32")
-            for name in self.objective.component_names
-        }
-        spec["padding_mask"] = keras.KerasTensor((batch, length), dtype="int32")
-        return spec

@@ -20,11 +20,11 @@ import keras
 import tensorflow as tf
 from absl import logging
 
-from minilm_tf import workdir as workdirs
-from minilm_tf.distiller import MiniLMDistiller
-from minilm_tf.fileio import atomic_write_json
-from minilm_tf.student import build_student
-from minilm_tf.teacher import LoadedEncoder, load_teacher
+from minilm_tf.utils import workdir as workdirs
+from minilm_tf.models.distiller import MiniLMDistiller
+from minilm_tf.utils.fileio import atomic_write_json
+from minilm_tf.models.students import build_student
+from minilm_tf.models.encoders import LoadedEncoder, load_teacher
 
 ROUTES = ("off", "on", "auto")
 

@@ -1,4 +1,4 @@
-"""Layer normalisation over the last axis as one XLA kernel forward and one backward.
+"""Layer normalisation over the last axis as one XLA cluster forward and one backward.
 
 Keras' `LayerNormalization` computes in float32 through separate TensorFlow
 kernels (cast, two means, rsqrt, scale, shift, cast back), and its gradient
@@ -7,13 +7,13 @@ elementwise kernels took ~35 ms (docs/performance.md). `fused_layer_norm`
 computes the same function in float32 with its forward and its gradient each
 one XLA function (the matmuls around them stay on oneDNN);
 `layer_norm_call` is a drop-in `LayerNormalization.call` that
-`minilm_tf.fast_paths` installs while a step is traced.
+`minilm_tf.layers.fast_paths` installs while a step is traced.
 """
 
 import keras
 import tensorflow as tf
 
-from minilm_tf.xla import kernel
+from minilm_tf.ops.xla import xla_function
 
 
 def _normalized(x, epsilon):
@@ -24,13 +24,13 @@ def _normalized(x, epsilon):
     return centered * inv, inv
 
 
-@kernel
+@xla_function
 def _forward(x, gamma, beta, epsilon, dtype):
     normalized, _ = _normalized(x, epsilon)
     return tf.cast(normalized * gamma + beta, dtype)
 
 
-@kernel
+@xla_function
 def _backward(x, gamma, epsilon, upstream):
     shape, depth = tf.shape(x), tf.shape(x)[-1]  # reduce_retracing may hide static sizes
     normalized, inv = _normalized(tf.reshape(x, [-1, depth]), epsilon)

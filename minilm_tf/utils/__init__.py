@@ -1,0 +1,1 @@
+"""Files and directories: atomic writes, work directories, packaged data."""
