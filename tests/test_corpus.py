@@ -304,7 +304,7 @@ def test_split_heldout_is_deterministic_and_content_keyed():
 
 
 def test_builtin_bbc_news_corpus(monkeypatch):
-    from minilm_tf.tasks.classification_data import load_builtin_task
+    from minilm_tf.tasks.classification.registry import load_builtin_task
 
     files = builtin_corpus("bbc_news")
     assert len(files) == 1777  # the bbc_news task's 80% train split of 2,225 articles
@@ -323,7 +323,7 @@ def test_builtin_bbc_news_corpus(monkeypatch):
 
 
 def test_builtin_text_corpora_are_real_documents_and_not_evaluation_data():
-    from minilm_tf.tasks.classification_data import read_rotten_tomatoes
+    from minilm_tf.tasks.classification.registry import read_rotten_tomatoes
 
     sources = ["builtin:speeches", "builtin:guardian_headlines", "builtin:hamlet"]
     texts, stats = read_text_sources(sources, mode="documents")

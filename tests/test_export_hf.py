@@ -20,7 +20,7 @@ import pytest
 
 import minilm_tf
 from minilm_tf.export import hf
-from minilm_tf.export import testing as xtesting
+import export_fixtures
 from minilm_tf.models.encoders import LoadedEncoder, save_encoder, set_feedforward_activation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -35,7 +35,7 @@ needs_torch_env = pytest.mark.skipif(
 
 def _tiny_encoder(hidden_act="gelu_approximate", metadata=None, seed=0, tokenizer=None,
                   layers=2):
-    tokenizer = tokenizer or xtesting.real_vocab_tokenizer()
+    tokenizer = tokenizer or export_fixtures.real_vocab_tokenizer()
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -155,7 +155,7 @@ def test_tokenizer_files(tiny_export):
 
 
 def test_tokenizer_config_follows_the_keras_hub_tokenizer():
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=xtesting.vocab_path(), lowercase=False,
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=export_fixtures.vocab_path(), lowercase=False,
                                                strip_accents=False)
     config = hf.tokenizer_config(tokenizer, 512)
     assert config["do_lower_case"] is False and config["strip_accents"] is False
@@ -279,7 +279,7 @@ def test_existing_directory(tmp_path):
 
 
 def test_non_bert_backbone_is_refused(tmp_path):
-    tokenizer = xtesting.real_vocab_tokenizer()
+    tokenizer = export_fixtures.real_vocab_tokenizer()
     backbone = keras_hub.models.DistilBertBackbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=16,
         intermediate_dim=32, max_sequence_length=32)
@@ -294,7 +294,7 @@ def test_vocabulary_mismatch_is_refused(tmp_path):
     backbone = keras_hub.models.BertBackbone(vocabulary_size=120, num_layers=1, num_heads=2,
                                              hidden_dim=16, intermediate_dim=32,
                                              max_sequence_length=32)
-    encoder = LoadedEncoder(backbone, xtesting.real_vocab_tokenizer(), "tiny", "gelu_approximate")
+    encoder = LoadedEncoder(backbone, export_fixtures.real_vocab_tokenizer(), "tiny", "gelu_approximate")
     with pytest.raises(hf.ExportError, match="30522 tokens but the embedding table has 120 rows"):
         hf.export_hf(encoder, str(tmp_path / "x"))
 
@@ -316,8 +316,8 @@ def _export_tool(*args):
 
 
 def test_export_tool(tmp_path):
-    preset = xtesting.save_tiny_encoder_preset(str(tmp_path / "student"),
-                                               xtesting.real_vocab_tokenizer())
+    preset = export_fixtures.save_tiny_encoder_preset(str(tmp_path / "student"),
+                                               export_fixtures.real_vocab_tokenizer())
     out = tmp_path / "hf"
     proc = _export_tool("--model", preset, "--output_dir", str(out),
                         "--reference", str(tmp_path / "ref.npz"))

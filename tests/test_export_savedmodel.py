@@ -16,7 +16,7 @@ import keras_hub
 import tensorflow as tf
 import tensorflow_text  # noqa: F401
 
-from minilm_tf.export.testing import (  # noqa: E402
+from export_fixtures import (  # noqa: E402
     LABELS,
     SEQ_LEN,
     make_encoder_source,

@@ -11,15 +11,15 @@ import tensorflow_text  # noqa: F401
 from minilm_tf.export import data as export_data  # noqa: E402
 from minilm_tf.export import savedmodel  # noqa: E402
 from minilm_tf.export import source as src  # noqa: E402
-from minilm_tf.export import testing  # noqa: E402
+import export_fixtures  # noqa: E402
 from minilm_tf.export import verify as vf  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("smsub")
-    tokenizer = testing.real_vocab_tokenizer()
-    workdir = testing.make_finetune_workdir(str(root / "run"), tokenizer)
+    tokenizer = export_fixtures.real_vocab_tokenizer()
+    workdir = export_fixtures.make_finetune_workdir(str(root / "run"), tokenizer)
     source = src.load_source(workdir)
     texts = list(export_data.EDGE_CASE_TEXTS)
     result = savedmodel.export_saved_model(
@@ -43,7 +43,7 @@ def test_round_trip_in_fresh_process_matches_keras(exported):
     bad = report["bad_input"]
     assert bad["invalid_utf8"]["finite"] and bad["invalid_utf8"][
         "ids_equal_keras_on_replacement_char_text"]
-    assert bad["empty_batch"]["logits"] == [0, len(testing.LABELS)]
+    assert bad["empty_batch"]["logits"] == [0, len(export_fixtures.LABELS)]
     # the report names the published directory, not the temporary one
     path = os.path.join(result["path"], savedmodel.EXTRA_DIR, savedmodel.VERIFICATION_FILE)
     assert ".tmp-" not in open(path, encoding="utf-8").read()

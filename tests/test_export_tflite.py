@@ -10,8 +10,9 @@ import ai_edge_litert  # noqa: F401
 
 from minilm_tf.export import data as export_data  # noqa: E402
 from minilm_tf.export import source as src  # noqa: E402
-from minilm_tf.export import testing  # noqa: E402
+import export_fixtures  # noqa: E402
 from minilm_tf.export import tflite as tl  # noqa: E402
+from minilm_tf.data.packing import FastWordpiece
 from minilm_tf.export import tokenization  # noqa: E402
 
 # Documented in docs/export.md: dynamic-range int8 vs float32 Keras.
@@ -33,19 +34,19 @@ VARIED = list(export_data.EDGE_CASE_TEXTS) + [
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    return testing.real_vocab_tokenizer()
+    return export_fixtures.real_vocab_tokenizer()
 
 
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory, tokenizer):
-    workdir = testing.make_finetune_workdir(
+    workdir = export_fixtures.make_finetune_workdir(
         str(tmp_path_factory.mktemp("tfl") / "run"), tokenizer, head_scale=30.0)
     return src.load_source(workdir)
 
 
 @pytest.fixture(scope="module")
 def pair_classifier(tmp_path_factory, tokenizer):
-    workdir = testing.make_finetune_workdir(
+    workdir = export_fixtures.make_finetune_workdir(
         str(tmp_path_factory.mktemp("tflp") / "run"), tokenizer, pair=True)
     return src.load_source(workdir)
 
@@ -81,7 +82,7 @@ def test_known_tokenizer_differences_are_as_documented(classifier):
 
 
 def test_pair_packing_matches_keras_round_robin(pair_classifier):
-    tok = tokenization.TFLiteWordpiece(pair_classifier.vocabulary, True, True)
+    tok = FastWordpiece(pair_classifier.vocabulary, True, True)
     short, mid, long = "a b", "one two three four five six", "word " * 40
     firsts = [short, long, mid, long, "", short, export_data.LONG_TEXT, "é" * 3]
     seconds = [long, short, mid, long, "", "", "x", mid]
@@ -121,7 +122,7 @@ def test_tokenizer_model_bad_input(classifier):
     texts = [b"", b" ", b"\t\n", export_data.LONG_TEXT.encode(), b"a short text",
              b"\xff\xfe broken \xc3", "Café 東京 🤖".encode()]
     out = runner(text=texts)
-    assert out["logits"].shape == (len(texts), len(testing.LABELS))
+    assert out["logits"].shape == (len(texts), len(export_fixtures.LABELS))
     assert np.all(np.isfinite(out["logits"]))
     for i, t in enumerate(texts):  # mixed lengths: same as alone
         np.testing.assert_allclose(runner(text=[t])["logits"][0], out["logits"][i], atol=1e-5)

@@ -10,7 +10,7 @@ import pytest
 import keras_hub  # noqa: F401
 import tensorflow_text  # noqa: F401
 
-from minilm_tf.export import testing  # noqa: E402
+import export_fixtures  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -30,9 +30,9 @@ def _json_out(proc):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tools")
-    tokenizer = testing.real_vocab_tokenizer()
-    preset = testing.save_tiny_encoder_preset(str(root / "student"), tokenizer)
-    workdir = testing.make_finetune_workdir(
+    tokenizer = export_fixtures.real_vocab_tokenizer()
+    preset = export_fixtures.save_tiny_encoder_preset(str(root / "student"), tokenizer)
+    workdir = export_fixtures.make_finetune_workdir(
         str(root / "rt_run"), tokenizer, labels=["rotten", "fresh"], task="rotten_tomatoes",
         head_scale=30.0, hyperparameters={"max_eval_examples": 24, "seed": 0})
     texts = root / "texts.txt"
@@ -89,8 +89,8 @@ def test_export_tflite_tool(models):
 
 
 def test_export_tflite_name_cannot_escape_output_dir(tmp_path):
-    preset = testing.save_tiny_encoder_preset(str(tmp_path / "student"),
-                                              testing.real_vocab_tokenizer())
+    preset = export_fixtures.save_tiny_encoder_preset(str(tmp_path / "student"),
+                                              export_fixtures.real_vocab_tokenizer())
     texts = tmp_path / "texts.txt"
     texts.write_text("a fine film\nthe worst\n", encoding="utf-8")
     out_dir = tmp_path / "a" / "tflite"

@@ -13,7 +13,18 @@ import pytest
 import keras
 import keras_hub
 
-from minilm_tf.tasks import finetune as ft  # noqa: E402
+from minilm_tf.tasks.classification.datasets import evaluate_split, predict_outputs
+from minilm_tf.tasks.finetuned import load_finetuned
+from minilm_tf.training.callbacks import ValidationMetricCallback
+from minilm_tf.training.finetune_common import (
+    FinetuneConfig,
+    clear_previous_run,
+    config_dict,
+    make_optimizer,
+    task_kind,
+)
+from minilm_tf.training import qa_finetuning
+from minilm_tf.training.finetuning import run_finetune
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,7 +89,7 @@ def tiny_encoder():
 
 
 def test_optimizer_defaults_and_schedule():
-    opt = ft.make_optimizer(5e-5, total_steps=100)  # warm-up 10% by default
+    opt = make_optimizer(5e-5, total_steps=100)  # warm-up 10% by default
     assert isinstance(opt, keras.optimizers.AdamW)
     assert opt.weight_decay == pytest.approx(0.01)
     assert opt.global_clipnorm == pytest.approx(1.0)
@@ -88,11 +99,11 @@ def test_optimizer_defaults_and_schedule():
     assert float(schedule(55)) == pytest.approx(2.5e-5)
     assert float(schedule(100)) == pytest.approx(0.0)
     assert float(schedule(5)) < 5e-5
-    cfg = ft.FinetuneConfig(model="m", task="t", workdir="w")
+    cfg = FinetuneConfig(model="m", task="t", workdir="w")
     assert (cfg.epochs, cfg.batch_size, cfg.learning_rate, cfg.resolved_sequence_length()) == (
         3, 32, 5e-5, 128)
     with pytest.raises(ValueError, match="warmup_ratio"):
-        ft.FinetuneConfig(model="m", task="t", workdir="w", warmup_ratio=1.5).validate()
+        FinetuneConfig(model="m", task="t", workdir="w", warmup_ratio=1.5).validate()
 
 
 def test_previous_run_is_refused_unless_overwrite(tmp_path):
@@ -100,15 +111,15 @@ def test_previous_run_is_refused_unless_overwrite(tmp_path):
 
     wd = tmp_path / "run"
     with workdir.hold(str(wd)) as held:
-        ft.clear_previous_run(held.root)  # empty: nothing to refuse
+        clear_previous_run(held.root)  # empty: nothing to refuse
         (wd / "report.json").write_text("{}")
         with pytest.raises(FileExistsError, match="previous run"):
-            ft.clear_previous_run(held.root)
-        ft.clear_previous_run(held.root, overwrite=True)
+            clear_previous_run(held.root)
+        clear_previous_run(held.root, overwrite=True)
     assert not (wd / "report.json").exists()
 
 
-def test_qa_hook_is_called_and_report_written(tmp_path, monkeypatch):
+def test_qa_tasks_run_qa_finetuning_and_get_the_common_report(tmp_path, monkeypatch):
     calls = {}
 
     def finetune_qa(encoder, config, workdir):
@@ -116,14 +127,12 @@ def test_qa_hook_is_called_and_report_written(tmp_path, monkeypatch):
         return {"main_metric": "f1", "metrics": {"validation": {"f1": 80.0, "exact_match": 70.0},
                                                  "test": None}}
 
-    fake = types.ModuleType("minilm_tf.tasks.squad_finetune")
-    fake.finetune_qa = finetune_qa
-    monkeypatch.setitem(sys.modules, "minilm_tf.tasks.squad_finetune", fake)
+    monkeypatch.setattr(qa_finetuning, "finetune_qa", finetune_qa)
     backbone = types.SimpleNamespace(weights=[np.zeros((2, 3))], count_params=lambda: 6)
     encoder = types.SimpleNamespace(backbone=backbone, source_dir=None)
-    assert ft.task_kind("squad") == "qa" and ft.task_kind("x", "qa") == "qa"
-    cfg = ft.FinetuneConfig(model="m", task="squad_v2", workdir=str(tmp_path / "qa"))
-    ft.run_finetune(cfg, encoder=encoder)
+    assert task_kind("squad") == "qa" and task_kind("x", "qa") == "qa"
+    cfg = FinetuneConfig(model="m", task="squad_v2", workdir=str(tmp_path / "qa"))
+    run_finetune(cfg, encoder=encoder)
     assert calls["args"][2] == str(tmp_path / "qa")
     report = json.loads((tmp_path / "qa" / "report.json").read_text())
     assert report["task_kind"] == "qa"
@@ -132,17 +141,17 @@ def test_qa_hook_is_called_and_report_written(tmp_path, monkeypatch):
 
 
 def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
-    cfg = ft.FinetuneConfig(
+    cfg = FinetuneConfig(
         model="tiny-random-bert", task="toy", workdir=str(tmp_path / "run"),
         train_file=toy_files["train"], validation_file=toy_files["dev"],
         test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
         sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
         eval_batch_size=40)
-    report = ft.run_finetune(cfg, encoder=tiny_encoder)
+    report = run_finetune(cfg, encoder=tiny_encoder)
     model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
 
     # Training accuracy clearly above chance (0.5).
-    train_metrics, _ = ft.evaluate_split(model, data.train, preprocessor, 40, data.kind,
+    train_metrics, _ = evaluate_split(model, data.train, preprocessor, 40, data.kind,
                                          ("accuracy",))
     assert train_metrics["accuracy"] >= 0.85, report["history"]
 
@@ -159,10 +168,10 @@ def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
     assert on_disk["saved_model"]["format"] == "keras_hub_preset"
 
     # The saved task preset reloads with its preprocessor and labels.
-    loaded, loaded_pre, labels = ft.load_finetuned(str(tmp_path / "run"))
+    loaded, loaded_pre, labels = load_finetuned(str(tmp_path / "run"))
     assert labels["labels"] == ["negative", "positive"] and labels["kind"] == "classification"
     sample = data.test.take(range(8))
-    expected = ft.predict_outputs(model, sample, preprocessor, 40)
+    expected = predict_outputs(model, sample, preprocessor, 40)
     assert loaded_pre is not None and loaded_pre.sequence_length == 12
     got = np.asarray(loaded.predict_on_batch(sample.texts))  # raw strings
     np.testing.assert_allclose(got, expected, atol=1e-4)
@@ -309,9 +318,9 @@ def test_tools_finetune_resumes_after_sigkill_and_sigterm(tmp_path, toy_files, t
 
 
 def test_resume_refuses_changed_settings(tmp_path):
-    from minilm_tf.tasks import resume
+    from minilm_tf.training import resume
 
-    config = ft._config_dict(ft.FinetuneConfig(model="m", task="t", workdir=str(tmp_path)))
+    config = config_dict(FinetuneConfig(model="m", task="t", workdir=str(tmp_path)))
     directory = str(tmp_path / "checkpoints")
     resume.check_config(directory, dict(config, learning_rate=1.0))
     # No checkpoint yet (e.g. the first attempt failed on a bad file): a rerun
@@ -324,7 +333,7 @@ def test_resume_refuses_changed_settings(tmp_path):
 
 
 def test_epoch_order_is_a_fixed_permutation_per_epoch():
-    from minilm_tf.tasks import resume
+    from minilm_tf.training import resume
 
     a, b = resume.epoch_order(100, 0, 0), resume.epoch_order(100, 0, 1)
     assert sorted(a) == list(range(100)) and not np.array_equal(a, b)
@@ -366,7 +375,7 @@ def _toy_resumable_training(num_examples, hidden_layers):
     `epoch_order`."""
     import tensorflow as tf
 
-    from minilm_tf.tasks import resume
+    from minilm_tf.training import resume
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(num_examples, 6)).astype("float32")
@@ -395,7 +404,7 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
     import signal
 
     from minilm_tf.training.checkpointing import RunInterrupted
-    from minilm_tf.tasks import resume
+    from minilm_tf.training import resume
 
     build, epoch_dataset = _toy_resumable_training(96, [keras.layers.Dense(16, activation="relu"),
                                                         keras.layers.Dropout(0.3)])
@@ -431,14 +440,14 @@ def test_fit_resumable_after_sigterm_matches_uninterrupted(tmp_path):
 def test_fit_resumable_after_the_last_epoch_restores_the_best_weights(tmp_path):
     """Killed after the last epoch's checkpoint but before the report: the
     rerun trains nothing and still ends with the best epoch's weights."""
-    from minilm_tf.tasks import resume
+    from minilm_tf.training import resume
 
     build, epoch_dataset = _toy_resumable_training(64, [])
 
     def run(model):
         # The validation metric is best after epoch 1, so the best weights are not the last.
         scores = iter([0.9, 0.5])
-        callback = ft.ValidationMetricCallback(lambda: {"accuracy": next(scores, 0.1)},
+        callback = ValidationMetricCallback(lambda: {"accuracy": next(scores, 0.1)},
                                                "accuracy")
         result = resume.fit_resumable(model, epoch_dataset, epochs=2, steps_per_epoch=8,
                                       directory=str(tmp_path), validation=callback)

@@ -97,9 +97,8 @@ def test_compute_metrics_and_errors():
         metrics.pearson([], [])
 
 
-def test_is_better_and_json_safe():
+def test_is_better():
     assert metrics.is_better(0.5, None)
     assert metrics.is_better(0.5, float("nan"))
     assert not metrics.is_better(float("nan"), 0.1)
     assert not metrics.is_better(0.5, 0.5)
-    assert metrics.json_safe({"a": float("nan"), "b": 1.0}) == {"a": None, "b": 1.0}

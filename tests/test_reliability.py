@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from minilm_tf.utils.fileio import atomic_directory
-from minilm_tf.training.distillation import check_resume_compatible, validate_config
+from minilm_tf.training.distillation_config import check_resume_compatible, validate_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -215,7 +215,7 @@ def test_keras_archive_with_lambda_is_refused(tmp_path):
 def test_resumed_run_drops_metrics_rows_after_its_checkpoint(tmp_path):
     """metrics.csv of a run killed at step 7 (last row cut short) resumed
     from step 4: rows 1..4 stay, the rest would be written again."""
-    from minilm_tf.training.distillation import truncate_metrics
+    from minilm_tf.training.distillation_metrics import truncate_metrics
 
     path = tmp_path / "metrics.csv"
     rows = "".join(f"{s},0.001,100.0,{1.0 / s}\n" for s in range(1, 8))

@@ -1,4 +1,4 @@
-"""QA fine-tuning (minilm_tf.tasks.squad_finetune): a tiny BERT memorises the
+"""QA fine-tuning (minilm_tf.training.qa_finetuning): a tiny BERT memorises the
 SQuAD fixture and reloads with safe_mode=True, tools/finetune.py end to end,
 the TFDS path through mock data, options and data helpers."""
 
@@ -12,10 +12,9 @@ import pytest
 import keras
 import keras_hub
 
-from minilm_tf.tasks import finetune as ft  # noqa: E402
-from minilm_tf.tasks import qa_model  # noqa: E402
-from minilm_tf.tasks import squad  # noqa: E402
-from minilm_tf.tasks import squad_finetune as sf  # noqa: E402
+from minilm_tf.tasks import question_answering
+from minilm_tf.training.finetune_common import FinetuneConfig
+from minilm_tf.training.finetuning import run_finetune
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURE = os.path.join(REPO, "tests", "fixtures", "squad_small.json")
@@ -42,27 +41,27 @@ def _tiny_encoder(seed=0):
 
 def test_tiny_bert_memorises_squad_and_reloads_safely(tmp_path):
     encoder = _tiny_encoder()
-    cfg = ft.FinetuneConfig(
+    cfg = FinetuneConfig(
         model="tiny-random-bert", task="squad_v2", workdir=str(tmp_path / "run"),
         train_file=FIXTURE, validation_file=FIXTURE, epochs=8, batch_size=7,
         learning_rate=5e-3, seed=0, early_stopping_patience=None, latency_examples=8,
         extra={"max_query_length": 24})
-    options = sf.resolve_qa_options(cfg, encoder.backbone)
+    options = question_answering.resolve_qa_options(cfg, encoder.backbone)
     assert (options.max_seq_length, options.doc_stride, options.n_best,
             options.max_answer_length, options.null_threshold) == (MAX_POSITIONS, 128, 20,
                                                                    30, 0.0)
-    data = sf.load_qa_data(cfg, options)
+    data = question_answering.load_qa_data(cfg, options)
     assert data.version_2 and len(data.train) == len(data.validation) == 21
 
     # Untrained F1 of the same (seeded) model on the training questions.
-    tok = squad.get_offset_tokenizer(encoder.tokenizer)
-    features, meta = squad.prepare_squad(data.validation, tok, max_seq_length=MAX_POSITIONS,
+    tok = question_answering.get_offset_tokenizer(encoder.tokenizer)
+    features, meta = question_answering.prepare_squad(data.validation, tok, max_seq_length=MAX_POSITIONS,
                                          doc_stride=128, max_query_length=24)
     keras.utils.set_random_seed(cfg.seed)
-    untrained, _, _ = sf.evaluate_qa(qa_model.build_qa_model(encoder.backbone), data.validation,
+    untrained, _, _ = question_answering.evaluate_qa(question_answering.build_qa_model(encoder.backbone), data.validation,
                                      features, meta, options, version_2=True)
 
-    report = ft.run_finetune(cfg, encoder=encoder)
+    report = run_finetune(cfg, encoder=encoder)
     val = report["metrics"]["validation"]
     # Seeds 0..3 reach F1 55..67 from an untrained 2..8.
     assert val["f1"] >= 35.0 and val["f1"] >= untrained["f1"] + 25.0, (untrained, val)
@@ -90,11 +89,11 @@ def test_tiny_bert_memorises_squad_and_reloads_safely(tmp_path):
     qa_config = json.loads((run / "qa_config.json").read_text())
     assert qa_config["max_seq_length"] == MAX_POSITIONS and qa_config["doc_stride"] == 128
     assert qa_config["lowercase"] is True and qa_config["version_2"] is True
-    model, loaded_config, loaded_tok = sf.load_finetuned_qa(str(run))
+    model, loaded_config, loaded_tok = question_answering.load_finetuned_qa(str(run))
     assert loaded_config == qa_config
     assert loaded_tok.tokenize("Who designed the Sagrada Família?") == tok.tokenize(
         "Who designed the Sagrada Família?")
-    x = {k: v[:4] for k, v in squad.model_inputs(features).items()}
+    x = {k: v[:4] for k, v in question_answering.model_inputs(features).items()}
     expected = report["_model"].predict_on_batch(x)
     got = model.predict_on_batch(x)
     np.testing.assert_allclose(got["start_logits"], expected["start_logits"], atol=1e-5)
@@ -142,13 +141,13 @@ def test_tfds_squad_mock_data_one_step(tmp_path):
     import tensorflow_datasets as tfds
     encoder = _tiny_encoder(seed=2)
 
-    cfg = ft.FinetuneConfig(
+    cfg = FinetuneConfig(
         model="tiny", task="squad/v2.0", task_kind="qa", workdir=str(tmp_path / "run"),
         epochs=1, batch_size=64, max_train_examples=3, max_eval_examples=3,
         latency_examples=0, save_model=False,
         extra={"max_query_length": 16, "max_seq_length": 128})
     with tfds.testing.mock_data(num_examples=4):
-        report = ft.run_finetune(cfg, encoder=encoder)
+        report = run_finetune(cfg, encoder=encoder)
     # Random mock answers never align with their contexts: those questions are
     # skipped for training (the unanswerable ones remain).
     assert any("skipped" in n for n in report["notes"]), report["notes"]
@@ -161,49 +160,49 @@ def test_tfds_squad_mock_data_one_step(tmp_path):
 
 
 def test_options_and_data_helpers(tmp_path):
-    assert sf.tfds_name_for_task("squad") == "squad/v1.1"
-    assert sf.tfds_name_for_task("SQuAD_v1") == "squad/v1.1"
-    assert sf.tfds_name_for_task("squad/v1.1") == "squad/v1.1"
-    assert sf.tfds_name_for_task("squad_v2") == "squad/v2.0"
-    assert sf.tfds_name_for_task("my_qa") is None
-    cfg = ft.FinetuneConfig(model="m", task="squad", workdir="w")
-    assert sf.resolve_qa_options(cfg) == sf.QAOptions()  # 384 / 128 / 64 / 20 / 30 / 0.0
+    assert question_answering.tfds_name_for_task("squad") == "squad/v1.1"
+    assert question_answering.tfds_name_for_task("SQuAD_v1") == "squad/v1.1"
+    assert question_answering.tfds_name_for_task("squad/v1.1") == "squad/v1.1"
+    assert question_answering.tfds_name_for_task("squad_v2") == "squad/v2.0"
+    assert question_answering.tfds_name_for_task("my_qa") is None
+    cfg = FinetuneConfig(model="m", task="squad", workdir="w")
+    assert question_answering.resolve_qa_options(cfg) == question_answering.QAOptions()  # 384 / 128 / 64 / 20 / 30 / 0.0
     cfg.extra = {"dock_stride": 3}
     with pytest.raises(ValueError, match="Unknown QA task option"):
-        sf.resolve_qa_options(cfg)
+        question_answering.resolve_qa_options(cfg)
     cfg.extra, cfg.sequence_length = {"n_best_size": 5}, 200
-    options = sf.resolve_qa_options(cfg)
+    options = question_answering.resolve_qa_options(cfg)
     assert options.n_best == 5 and options.max_seq_length == 200
     backbone = type("B", (), {"max_sequence_length": 128})()
     with pytest.raises(ValueError, match="positions"):
-        sf.resolve_qa_options(cfg, backbone)  # explicit 200 > 128
+        question_answering.resolve_qa_options(cfg, backbone)  # explicit 200 > 128
     cfg.extra = {"on_mismatch": "ignore"}
     with pytest.raises(ValueError, match="on_mismatch"):
-        sf.resolve_qa_options(cfg)
+        question_answering.resolve_qa_options(cfg)
 
     # v1.1 detection, and a held-out validation split by context without a file.
     raw = json.loads(open(FIXTURE).read())
-    assert sf.detect_version_2(raw)
+    assert question_answering.detect_version_2(raw)
     for article in raw["data"]:
         for paragraph in article["paragraphs"]:
             paragraph["qas"] = [q for q in paragraph["qas"] if not q.get("is_impossible")]
     raw["version"] = "1.1"
-    assert not sf.detect_version_2(raw)
+    assert not question_answering.detect_version_2(raw)
     v1 = tmp_path / "v1.json"
     v1.write_text(json.dumps(raw))
-    cfg = ft.FinetuneConfig(model="m", task="my_qa", task_kind="qa", workdir="w",
+    cfg = FinetuneConfig(model="m", task="my_qa", task_kind="qa", workdir="w",
                             train_file=str(v1), seed=3)
-    data = sf.load_qa_data(cfg)
+    data = question_answering.load_qa_data(cfg)
     assert not data.version_2 and data.source == "files"
     held = {e.context for e in data.validation}
     assert len(held) == 1 and not held & {e.context for e in data.train}
     assert len(data.train) + len(data.validation) == 19
     cfg.train_file, cfg.validation_file = None, str(v1)
     with pytest.raises(ValueError, match="train_file"):
-        sf.load_qa_data(cfg)
+        question_answering.load_qa_data(cfg)
     cfg.validation_file = None
     with pytest.raises(ValueError, match="no built-in data"):
-        sf.load_qa_data(cfg)
+        question_answering.load_qa_data(cfg)
 
     # Misaligned training answers are skipped (noted); none left is an error.
     bad = {"version": "1.1", "data": [{"title": "t", "paragraphs": [{
@@ -214,12 +213,12 @@ def test_options_and_data_helpers(tmp_path):
              "answers": [{"text": "Zurich", "answer_start": 3}]}]}]}]}
     bad_file = tmp_path / "bad.json"
     bad_file.write_text(json.dumps(bad))
-    cfg = ft.FinetuneConfig(model="m", task="my_qa", task_kind="qa", workdir="w",
+    cfg = FinetuneConfig(model="m", task="my_qa", task_kind="qa", workdir="w",
                             train_file=str(bad_file), validation_file=str(bad_file))
-    data = sf.load_qa_data(cfg)
+    data = question_answering.load_qa_data(cfg)
     assert [e.qas_id for e in data.train] == ["ok"] and len(data.validation) == 2
     assert any("1 training question(s) skipped" in n for n in data.notes)
     bad["data"][0]["paragraphs"][0]["qas"].pop(0)
     bad_file.write_text(json.dumps(bad))
     with pytest.raises(ValueError, match="No training questions"):
-        sf.load_qa_data(cfg)
+        question_answering.load_qa_data(cfg)

@@ -114,12 +114,12 @@ def test_missing_vocabulary(tmp_path):
 
 
 def test_truncated_preset_weights_are_a_clear_error(tmp_path):
-    from minilm_tf.export import testing
+    import export_fixtures
     from minilm_tf.models.encoders import LoadedEncoder
 
-    tokenizer = testing.real_vocab_tokenizer()
+    tokenizer = export_fixtures.real_vocab_tokenizer()
     target = tmp_path / "preset"
-    save_encoder(LoadedEncoder(testing.tiny_backbone(tokenizer), tokenizer, "tiny",
+    save_encoder(LoadedEncoder(export_fixtures.tiny_backbone(tokenizer), tokenizer, "tiny",
                                "gelu_approximate"), str(target))
     assert load_teacher(str(target)).backbone.num_layers == 1
     weights = target / "model.weights.h5"
@@ -134,16 +134,16 @@ def test_truncated_preset_weights_are_a_clear_error(tmp_path):
 def test_preset_config_that_disagrees_with_its_weights_names_the_mismatch(tmp_path):
     """Keras alone says "expected 1 variables, but received 0"; the error
     names the config key, its value and what the weights file holds."""
-    from minilm_tf.export import testing
+    import export_fixtures
     from minilm_tf.models.encoders import LoadedEncoder
 
-    tokenizer = testing.real_vocab_tokenizer()
+    tokenizer = export_fixtures.real_vocab_tokenizer()
     target = tmp_path / "preset"
-    save_encoder(LoadedEncoder(testing.tiny_backbone(tokenizer), tokenizer, "tiny",
+    save_encoder(LoadedEncoder(export_fixtures.tiny_backbone(tokenizer), tokenizer, "tiny",
                                "gelu_approximate"), str(target))
     original = json.loads((target / "config.json").read_text())
-    for key, value, held in (("num_layers", 3, 1), ("hidden_dim", 64, testing.HIDDEN),
-                             ("num_heads", 4, 2), ("intermediate_dim", 7, 2 * testing.HIDDEN)):
+    for key, value, held in (("num_layers", 3, 1), ("hidden_dim", 64, export_fixtures.HIDDEN),
+                             ("num_heads", 4, 2), ("intermediate_dim", 7, 2 * export_fixtures.HIDDEN)):
         config = json.loads(json.dumps(original))
         config["config"][key] = value
         (target / "config.json").write_text(json.dumps(config))

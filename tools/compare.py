@@ -76,7 +76,8 @@ def _compare(workdir, models, seeds) -> int:
     from minilm_tf.utils.fileio import atomic_write_json, atomic_write_text
     from minilm_tf.tasks.comparison import (comparison_chart, comparison_markdown,
                                             comparison_rows, model_slug)
-    from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
+    from minilm_tf.tasks.finetuned import REPORT_FILE
+    from minilm_tf.training.finetuning import run_finetune
 
     outputs = [os.path.join(workdir, n) for n in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG)]
     if any(os.path.exists(p) for p in outputs) and not FLAGS.overwrite:

@@ -24,7 +24,8 @@ from minilm_tf.training.assistant import (  # noqa: E402
     summarize_assistant,
 )
 from minilm_tf.training.checkpointing import CheckpointWriteError  # noqa: E402
-from minilm_tf.training.distillation import RunInterrupted, run_distillation, summarize  # noqa: E402
+from minilm_tf.training.checkpointing import RunInterrupted  # noqa: E402
+from minilm_tf.training.distillation import run_distillation, summarize  # noqa: E402
 
 
 _CONFIG = _cli.define_config("configs/demo_cpu.py", "Recipe file under configs/.")

@@ -20,7 +20,7 @@ Examples:
   # STS-style regression from files:
   python tools/finetune.py ... --task my_sts --task_kind regression --train_file ...
 
-  # Extractive QA is delegated to minilm_tf.tasks.squad (task kind "qa"):
+  # Extractive QA is delegated to minilm_tf.tasks.question_answering (task kind "qa"):
   python tools/finetune.py --model all-minilm-l6-v2 --task squad --workdir runs/squad
 
 Writes <workdir>/report.json (metrics on validation and test, parameters,
@@ -30,7 +30,7 @@ file, that holds a previous run's outputs (unless --overwrite), that another
 run is using, or that holds a link leading outside it. A run
 stopped by SIGTERM/SIGINT (exit status 130), SIGKILL or a crash resumes when
 the same command is run again: checkpoints are written at every epoch end and
-on SIGTERM/SIGINT (minilm_tf/tasks/resume.py).
+on SIGTERM/SIGINT (minilm_tf/training/resume.py).
 
 Defaults follow the BERT / MiniLM fine-tuning grids: AdamW (weight decay
 0.01), 10% linear warm-up then linear decay, learning rate 5e-5 (grid
@@ -98,6 +98,9 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
                   "XLA-compile the train and predict steps; auto: on, except on "
                   "CPUs where TensorFlow uses oneDNN (AVX-512 and newer).")
+flags.DEFINE_enum("fast_paths", "auto", ["auto", "true", "false"],
+                  "Trace the steps with minilm_tf.layers.fast_paths; auto: only steps "
+                  "that are not XLA-compiled.")
 flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
                           "the task, e.g. QA's doc_stride=128); values parsed as JSON "
                           "when possible.")
@@ -118,7 +121,7 @@ def _parse_task_options(items):
 
 def config_from_flags(model=None, workdir=None):
     """A FinetuneConfig from the flags (tools/compare.py reuses it)."""
-    from minilm_tf.tasks.finetune import FinetuneConfig
+    from minilm_tf.training.finetune_common import FinetuneConfig
 
     patience = FLAGS.early_stopping_patience
     return FinetuneConfig(
@@ -155,6 +158,7 @@ def config_from_flags(model=None, workdir=None):
         tpu_address=FLAGS.tpu_address,
         precision=FLAGS.precision,
         jit_compile=FLAGS.jit_compile,
+        fast_paths={"auto": None, "true": True, "false": False}[FLAGS.fast_paths],
         extra=_parse_task_options(FLAGS.task_option),
     )
 
@@ -171,7 +175,8 @@ def main(argv):
     if missing:
         raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
     from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
-    from minilm_tf.tasks.finetune import REPORT_FILE, run_finetune
+    from minilm_tf.tasks.finetuned import REPORT_FILE
+    from minilm_tf.training.finetuning import run_finetune
 
     try:
         config = config_from_flags()

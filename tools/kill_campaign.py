@@ -73,14 +73,22 @@ _BATCH = 8
 
 def build_inputs(directory: str) -> dict:
     """A tiny teacher preset, a corpus and a toy task under `directory`."""
-    from minilm_tf.export import testing
-    from minilm_tf.models.encoders import LoadedEncoder, save_encoder
+    import keras
+    import keras_hub
+
+    from minilm_tf.models.encoders import LoadedEncoder, builtin_model_dir, save_encoder
 
     os.makedirs(directory, exist_ok=True)
-    tokenizer = testing.real_vocab_tokenizer()
+    # The real vocabulary, tiny random weights (2 layers, width 32).
+    tokenizer = keras_hub.models.BertTokenizer(
+        vocabulary=os.path.join(builtin_model_dir("all-minilm-l6-v2"), "vocab.txt"),
+        lowercase=True, strip_accents=True)
     teacher = os.path.join(directory, "teacher")
     if not os.path.isdir(teacher):
-        backbone = testing.tiny_backbone(tokenizer, seed=0, hidden=32, layers=2)
+        keras.utils.set_random_seed(0)
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=2,
+            hidden_dim=32, intermediate_dim=64, max_sequence_length=64)
         save_encoder(LoadedEncoder(backbone, tokenizer, "tiny-teacher", "gelu_approximate"),
                      teacher)
     rng = random.Random(0)

@@ -57,6 +57,38 @@ class SpecialTokens:
         return cls(pad_id=ids["pad"], cls_id=ids["start"], sep_id=ids["end"])
 
 
+class FastWordpiece:
+    """tensorflow-text's `FastBertNormalizer` + `FastWordpieceTokenizer`:
+    1-D strings -> int32 ragged ids `[n, None]`.
+
+    The original BERT / Hugging Face BasicTokenizer pipeline (Unicode
+    whitespace, accents stripped when lowercasing); it uses no op beyond
+    those two, so TFLite runs it too (`minilm_tf.export.tflite`).
+    """
+
+    def __init__(self, vocabulary: Sequence[str], lowercase: bool,
+                 strip_accents: bool | None = None):
+        strip_accents = lowercase if strip_accents is None else strip_accents
+        if bool(lowercase) != bool(strip_accents):
+            raise ValueError(
+                "tf_text.FastBertNormalizer either lowercases and strips accents, or does "
+                f"neither; got lowercase={lowercase}, strip_accents={strip_accents}.")
+        self.vocabulary = list(vocabulary)
+        self.special = SpecialTokens.from_vocabulary(self.vocabulary)
+        self.normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=bool(lowercase))
+        self.wordpiece = tf_text.FastWordpieceTokenizer(
+            vocab=self.vocabulary,
+            suffix_indicator="##",
+            unknown_token="[UNK]",
+            no_pretokenization=False,
+            support_detokenization=False,
+            token_out_type=tf.int32,
+        )
+
+    def __call__(self, texts: tf.Tensor) -> tf.RaggedTensor:
+        return self.wordpiece.tokenize(self.normalizer.normalize(texts))
+
+
 def make_wordpiece_fn(
     vocabulary: Sequence[str],
     *,
@@ -96,16 +128,7 @@ def _cached_wordpiece_fn(
             vocabulary=vocabulary, lowercase=lowercase, strip_accents=strip_accents, dtype="int32"
         )
         return lambda texts: tf.cast(tokenizer(texts), tf.int32)
-    normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=lowercase)
-    wordpiece = tf_text.FastWordpieceTokenizer(
-        vocab=vocabulary,
-        suffix_indicator="##",
-        unknown_token="[UNK]",
-        no_pretokenization=False,
-        support_detokenization=False,
-        token_out_type=tf.int32,
-    )
-    return lambda texts: wordpiece.tokenize(normalizer.normalize(texts))
+    return FastWordpiece(vocabulary, lowercase, strip_accents)
 
 
 def split_sentences(document: tf.Tensor) -> tf.Tensor:

@@ -19,6 +19,8 @@ from typing import Any, Sequence
 import numpy as np
 
 from minilm_tf.export import source as src
+from minilm_tf.tasks import finetuned
+from minilm_tf.tasks.classification.registry import load_task
 
 logger = logging.getLogger(__name__)
 
@@ -67,30 +69,13 @@ class TextSet:
             description=f"{self.description} (first {n})")
 
 
-def _finetune_config(report: dict):
-    from minilm_tf.tasks.finetune import FinetuneConfig
-
-    hp = dict(report.get("hyperparameters") or {})
-    fields = {f.name for f in dataclasses.fields(FinetuneConfig)}
-    kwargs = {k: v for k, v in hp.items() if k in fields}
-    kwargs.setdefault("model", report.get("model", ""))
-    kwargs.setdefault("task", report.get("task", ""))
-    kwargs.setdefault("workdir", "")
-    return FinetuneConfig(**kwargs)
-
-
 def load_task_data(task: str, report_path: str | None = None):
     """A `TaskData`: through the fine-tuning report's data options when given
-    (same files, same subsampling), else `classification_data.load_task(task)`."""
-    from minilm_tf.tasks import classification_data
-    from minilm_tf.tasks import finetune as ft
-
+    (same files, same subsampling), else `load_task(task)`."""
     if report_path and os.path.exists(report_path):
         with open(report_path, encoding="utf-8") as f:
-            report = json.load(f)
-        config = _finetune_config(report)
-        return ft.load_task_data(config)
-    return classification_data.load_task(task)
+            return finetuned.load_run_task_data(json.load(f))
+    return load_task(task)
 
 
 def task_texts(task: str, split: str = "validation", report_path: str | None = None,

@@ -30,7 +30,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from minilm_tf.models.encoders import load_teacher
 from minilm_tf.models.students import count_params
+from minilm_tf.tasks.classification.model import build_preprocessor
+from minilm_tf.tasks.finetuned import LABELS_FILE, MODEL_DIR, REPORT_FILE, load_finetuned
 
 logger = logging.getLogger(__name__)
 
@@ -142,13 +145,11 @@ class ExportSource:
 
 def is_finetune_dir(path: str) -> bool:
     """A `tools/finetune.py` workdir or its `model/` directory."""
-    from minilm_tf.tasks import finetune as ft
-
     if not os.path.isdir(path):
         return False
-    if os.path.isfile(os.path.join(path, ft.LABELS_FILE)):
+    if os.path.isfile(os.path.join(path, LABELS_FILE)):
         return True
-    return os.path.isfile(os.path.join(path, ft.MODEL_DIR, ft.LABELS_FILE))
+    return os.path.isfile(os.path.join(path, MODEL_DIR, LABELS_FILE))
 
 
 def pooling_from_metadata(metadata: dict) -> tuple[str, ...]:
@@ -217,9 +218,7 @@ def load_source(
 
 
 def _load_finetuned(path: str, sequence_length: int | None) -> ExportSource:
-    from minilm_tf.tasks import finetune as ft
-
-    model, preprocessor, labels_json = ft.load_finetuned(path)
+    model, preprocessor, labels_json = load_finetuned(path)
     if preprocessor is None or not hasattr(preprocessor, "tokenizer"):
         raise NotImplementedError(
             f"{path} holds a plain .keras model without a keras-hub preprocessor; only "
@@ -238,11 +237,11 @@ def _load_finetuned(path: str, sequence_length: int | None) -> ExportSource:
     labels = labels_json.get("labels")
     if kind == CLASSIFICATION and labels is not None:
         labels = [str(v) for v in labels]
-    report_path = os.path.join(path, ft.REPORT_FILE)
+    report_path = os.path.join(path, REPORT_FILE)
     info = {"finetune_labels": labels_json, "source_dir": os.path.abspath(path)}
     if os.path.exists(report_path):
         info["finetune_report"] = os.path.abspath(report_path)
-    meta_path = os.path.join(path, ft.MODEL_DIR, "minilm_tf.json")
+    meta_path = os.path.join(path, MODEL_DIR, "minilm_tf.json")
     if not os.path.exists(meta_path):
         meta_path = os.path.join(path, "minilm_tf.json")
     if os.path.exists(meta_path):
@@ -264,21 +263,14 @@ def _load_finetuned(path: str, sequence_length: int | None) -> ExportSource:
 
 
 def _load_encoder(path, sequence_length, pooling, normalize) -> ExportSource:
-    from minilm_tf.tasks.finetune import build_preprocessor
-    from minilm_tf.models.encoders import load_teacher
-
     encoder = load_teacher(path)
     if encoder.tokenizer is None:
         raise ValueError(f"{path} has no tokenizer; in-graph tokenisation needs one.")
-    return encoder_source(encoder, sequence_length, pooling, normalize,
-                          build_preprocessor=build_preprocessor)
+    return encoder_source(encoder, sequence_length, pooling, normalize)
 
 
-def encoder_source(encoder, sequence_length=None, pooling=None, normalize=None,
-                   build_preprocessor=None) -> ExportSource:
+def encoder_source(encoder, sequence_length=None, pooling=None, normalize=None) -> ExportSource:
     """An `ExportSource` for a `LoadedEncoder` (sentence-encoder export)."""
-    if build_preprocessor is None:
-        from minilm_tf.tasks.finetune import build_preprocessor
     if isinstance(pooling, str):
         pooling = [p.strip() for p in pooling.split(",") if p.strip()]
     if pooling:

@@ -42,6 +42,8 @@ import numpy as np
 
 from minilm_tf.export import source as src
 from minilm_tf.export import tokenization
+from minilm_tf.tasks import metrics as mt
+from minilm_tf.utils import fileio
 
 logger = logging.getLogger(__name__)
 
@@ -84,14 +86,12 @@ def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_token
     # variables and, via the endpoints, the tf.Variables they wrap).
     # Variables used by the endpoints are tracked automatically.
     if with_tokenizer:
-        lowercase = bool(getattr(source.tokenizer, "lowercase", False))
-        strip = bool(getattr(source.tokenizer, "strip_accents", lowercase))
-        tokenizer = tokenization.TFLiteWordpiece(source.vocabulary, lowercase, strip)
+        tokenizer = tokenization.tflite_tokenizer(source.tokenizer, source.vocabulary)
 
         if source.is_pair:
             def serve(text, text_pair):
                 features = tokenization.pack_pair(tokenizer(text), tokenizer(text_pair), length,
-                                         tokenizer.special)
+                                                  tokenizer.special)
                 return _tflite_outputs(source, features)
 
             specs = [tf.TensorSpec([None], tf.string, name="text"),
@@ -121,9 +121,7 @@ def _write_conversion_savedmodel(source: src.ExportSource, path: str, with_token
 def _tokenizer_only_savedmodel(source: src.ExportSource, path: str):
     import tensorflow as tf
 
-    lowercase = bool(getattr(source.tokenizer, "lowercase", False))
-    strip = bool(getattr(source.tokenizer, "strip_accents", lowercase))
-    tokenizer = tokenization.TFLiteWordpiece(source.vocabulary, lowercase, strip)
+    tokenizer = tokenization.tflite_tokenizer(source.tokenizer, source.vocabulary)
     module = tf.Module()
     length = source.sequence_length
     if source.is_pair:
@@ -432,8 +430,6 @@ def compare_main_outputs(source: src.ExportSource, ref_main, got_main, labels=No
                          metric_names: Sequence[str] = ()) -> dict:
     """Max/mean abs diff; label agreement and task metrics (tasks), cosine
     similarity and nearest-neighbour agreement (encoders)."""
-    from minilm_tf.tasks import metrics as mt
-
     ref_main, got_main = np.asarray(ref_main), np.asarray(got_main)
     n = len(ref_main)
     report = {
@@ -461,8 +457,8 @@ def compare_main_outputs(source: src.ExportSource, ref_main, got_main, labels=No
             report["nearest_neighbour_agreement"] = float(
                 np.mean(sim_ref.argmax(-1) == sim_got.argmax(-1)))
     if labels is not None and len(metric_names) and ref_pred is not None and n:
-        keras_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, ref_pred))
-        tflite_metrics = mt.json_safe(mt.compute_metrics(metric_names, labels, got_pred))
+        keras_metrics = fileio.json_clean(mt.compute_metrics(metric_names, labels, ref_pred))
+        tflite_metrics = fileio.json_clean(mt.compute_metrics(metric_names, labels, got_pred))
         report["metrics"] = {
             "keras": keras_metrics,
             "tflite": tflite_metrics,

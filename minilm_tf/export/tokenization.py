@@ -13,8 +13,12 @@ Two tokenisers:
   `FastWordpieceTokenize` (run with
   `InterpreterWithCustomOps(custom_op_registerers=tf_text.tflite_registrar.SELECT_TFTEXT_OPS)`);
   the keras-hub ops have no TFLite kernels (they would need Flex ops, which no
-  pip LiteRT interpreter ships). Packing (`pack_single`, `pack_pair`) uses
-  only TFLite builtin ops (gather, select, arithmetic).
+  pip LiteRT interpreter ships). The tokenizer is `minilm_tf.data.packing.
+  FastWordpiece`, the corpus pipeline's `tokenization="hf"`. Packing here
+  (`pack_single`, `pack_pair`: whole batches, round-robin truncation of
+  pairs, like keras-hub's packer) uses only TFLite builtin ops (gather,
+  select, arithmetic); the corpus packer packs one chunk of running text at
+  a time, split at a sentence start, which is a different job.
 
 Known differences of the TFLite tokeniser from keras-hub's `BertTokenizer`
 (the same ids on ASCII, accents, Chinese / Japanese, emoji, very long
@@ -48,6 +52,9 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
+
+from minilm_tf.data.packing import FastWordpiece, SpecialTokens
 
 # (text, what keras-hub does, what the TFLite tokenizer does): documented
 # differences, asserted by the tests so the doc stays true.
@@ -61,70 +68,32 @@ KNOWN_TFLITE_DIFFERENCES = (
 )
 
 
-def special_token_ids(vocabulary: Sequence[str]) -> dict:
-    index = {}
-    for i, token in enumerate(vocabulary):
-        index.setdefault(token, i)
-    missing = [t for t in ("[CLS]", "[SEP]", "[PAD]", "[UNK]") if t not in index]
-    if missing:
-        raise ValueError(f"The vocabulary lacks the special tokens {missing}.")
-    return {"cls": index["[CLS]"], "sep": index["[SEP]"], "pad": index["[PAD]"],
-            "unk": index["[UNK]"]}
-
-
 def as_batch(text):
     """Flattens to a 1-D batch: a scalar string is a batch of one, a `[n, m]`
     array is n*m texts (row-major). A loaded SavedModel signature does not
     enforce its `[None]` input shape (TF Serving neither), so this makes the
     behaviour on other shapes defined instead of accidental."""
-    import tensorflow as tf
-
     return tf.reshape(text, [-1])
 
 
 def sanitize_utf8(text):
     """Invalid UTF-8 sequences -> U+FFFD (tensorflow-text's normalisers would
     otherwise fail the whole request)."""
-    import tensorflow as tf
-
     return tf.strings.unicode_transcode(text, input_encoding="UTF-8", output_encoding="UTF-8",
                                         errors="replace", replacement_char=0xFFFD)
 
 
-class TFLiteWordpiece:
-    """FastBertNormalizer + FastWordpieceTokenizer: strings -> ragged ids."""
-
-    def __init__(self, vocabulary: Sequence[str], lowercase: bool, strip_accents: bool):
-        import tensorflow as tf
-        import tensorflow_text as tf_text
-
-        if bool(lowercase) != bool(strip_accents):
-            raise ValueError(
-                "The TFLite tokenizer (tf_text.FastBertNormalizer) either lowercases and "
-                "strips accents, or does neither; this tokenizer has "
-                f"lowercase={lowercase}, strip_accents={strip_accents}. Export without "
-                "the tokenizer (token ids in) instead."
-            )
-        self.vocabulary = list(vocabulary)
-        self.special = special_token_ids(self.vocabulary)
-        self.normalizer = tf_text.FastBertNormalizer(lower_case_nfd_strip_accents=bool(lowercase))
-        self.wordpiece = tf_text.FastWordpieceTokenizer(
-            vocab=self.vocabulary,
-            suffix_indicator="##",
-            unknown_token="[UNK]",
-            no_pretokenization=False,
-            support_detokenization=False,
-            token_out_type=tf.int32,
-        )
-
-    def __call__(self, texts):
-        """1-D strings -> `RaggedTensor` [B, (tokens)] int32."""
-        return self.wordpiece.tokenize(self.normalizer.normalize(texts))
+def tflite_tokenizer(tokenizer, vocabulary: Sequence[str]) -> FastWordpiece:
+    """The TFLite-runnable tokenizer equal to keras-hub `tokenizer` (see module doc)."""
+    lowercase = bool(getattr(tokenizer, "lowercase", False))
+    strip_accents = bool(getattr(tokenizer, "strip_accents", lowercase))
+    try:
+        return FastWordpiece(vocabulary, lowercase, strip_accents)
+    except ValueError as e:
+        raise ValueError(f"{e} Export without the tokenizer (token ids in) instead.") from e
 
 
 def _ragged_parts(ragged):
-    import tensorflow as tf
-
     values = tf.concat([tf.cast(ragged.flat_values, tf.int32), tf.zeros([1], tf.int32)], axis=0)
     splits = tf.cast(ragged.row_splits, tf.int32)
     starts = splits[:-1]
@@ -134,23 +103,19 @@ def _ragged_parts(ragged):
 
 def _take(values, starts, offsets):
     """values[starts[b] + offsets[b, p]] with indices clipped into range."""
-    import tensorflow as tf
-
     index = tf.clip_by_value(starts[:, None] + offsets, 0, tf.shape(values)[0] - 1)
     return tf.gather(values, index)
 
 
-def pack_single(ragged, sequence_length: int, special: dict) -> dict:
+def pack_single(ragged, sequence_length: int, special: SpecialTokens) -> dict:
     """`[CLS] a [SEP]` padded to `sequence_length`, truncating `a` at the end
     (like keras-hub's `MultiSegmentPacker`), with builtin TFLite ops only."""
-    import tensorflow as tf
-
     values, starts, lengths = _ragged_parts(ragged)
     n = tf.minimum(lengths, sequence_length - 2)[:, None]
     p = tf.range(sequence_length, dtype=tf.int32)[None, :]
     tokens = _take(values, starts, p - 1)
-    ids = tf.where(p == 0, special["cls"],
-                   tf.where(p <= n, tokens, tf.where(p == n + 1, special["sep"], special["pad"])))
+    ids = tf.where(p == 0, special.cls_id,
+                   tf.where(p <= n, tokens, tf.where(p == n + 1, special.sep_id, special.pad_id)))
     mask = _indicator(n + 2 - p)  # p <= n + 1
     return {"token_ids": ids, "segment_ids": tf.zeros_like(ids), "padding_mask": mask}
 
@@ -158,8 +123,6 @@ def pack_single(ragged, sequence_length: int, special: dict) -> dict:
 def _indicator(x):
     """1 where the int tensor x >= 1, else 0, without a bool cast (the TFLite
     converter folds cast(bool) into ops that reject bool operands)."""
-    import tensorflow as tf
-
     return tf.clip_by_value(x, 0, 1)
 
 
@@ -167,18 +130,14 @@ def round_robin_lengths(len_a, len_b, budget: int):
     """Lengths kept by round-robin truncation of two segments to `budget`
     tokens (one token from each in turn; what keras-hub's
     `RoundRobinTrimmer` keeps)."""
-    import tensorflow as tf
-
     half = (budget + 1) // 2
     keep_a = tf.minimum(len_a, tf.maximum(half, budget - len_b))
     keep_b = tf.minimum(len_b, budget - keep_a)
     return keep_a, keep_b
 
 
-def pack_pair(ragged_a, ragged_b, sequence_length: int, special: dict) -> dict:
+def pack_pair(ragged_a, ragged_b, sequence_length: int, special: SpecialTokens) -> dict:
     """`[CLS] a [SEP] b [SEP]` (segment ids 0 then 1), round-robin truncation."""
-    import tensorflow as tf
-
     values_a, starts_a, len_a = _ragged_parts(ragged_a)
     values_b, starts_b, len_b = _ragged_parts(ragged_b)
     na, nb = round_robin_lengths(len_a, len_b, sequence_length - 3)
@@ -188,11 +147,11 @@ def pack_pair(ragged_a, ragged_b, sequence_length: int, special: dict) -> dict:
     tok_b = _take(values_b, starts_b, p - na - 2)
     end_b = na + nb + 2  # position of the final [SEP]
     ids = tf.where(
-        p == 0, special["cls"],
+        p == 0, special.cls_id,
         tf.where(p <= na, tok_a,
-                 tf.where(p == na + 1, special["sep"],
+                 tf.where(p == na + 1, special.sep_id,
                           tf.where(p < end_b, tok_b,
-                                   tf.where(p == end_b, special["sep"], special["pad"])))))
+                                   tf.where(p == end_b, special.sep_id, special.pad_id)))))
     segments = _indicator(p - na - 1) * _indicator(end_b + 1 - p)  # na + 1 < p <= end_b
     mask = _indicator(end_b + 1 - p)  # p <= end_b
     return {"token_ids": ids, "segment_ids": segments, "padding_mask": mask}
@@ -201,17 +160,13 @@ def pack_pair(ragged_a, ragged_b, sequence_length: int, special: dict) -> dict:
 def trim_to_longest(features: dict) -> dict:
     """Drops the padding columns no example in the batch uses (at least 1):
     attention is masked, so outputs are unchanged up to float rounding."""
-    import tensorflow as tf
-
     lengths = tf.reduce_sum(tf.cast(features["padding_mask"], tf.int32), axis=1)
     longest = tf.reduce_max(tf.concat([lengths, [1]], axis=0))  # empty batch: 1
     return {k: v[:, :longest] for k, v in features.items()}
 
 
-def tflite_token_ids(tokenizer: TFLiteWordpiece, texts, text_pairs, sequence_length: int) -> dict:
+def tflite_token_ids(tokenizer: FastWordpiece, texts, text_pairs, sequence_length: int) -> dict:
     """Convenience (eager TF): the ids the TFLite tokeniser packs, as numpy."""
-    import tensorflow as tf
-
     ragged = tokenizer(tf.constant(list(texts), tf.string))
     if text_pairs is None:
         out = pack_single(ragged, sequence_length, tokenizer.special)

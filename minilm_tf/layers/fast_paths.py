@@ -1,7 +1,9 @@
 """Faster CPU code paths for a model's layers while a step is traced.
 
 `fast_paths(model)` is a context manager for code that is being traced (a
-`tf.function`, Keras' `train_step`): inside it, the model's
+`tf.function`, Keras' `train_step`); the training steps own it
+(`MiniLMDistiller(fast_paths=...)`, `training.resume.fit_resumable(...,
+fast_paths=...)`). Inside it, the model's
 `MultiHeadAttention` layers use `attention.compute_attention` (query-first
 scores, fused masked softmax), its `Dropout` layers `attention.dropout16`
 (16-bit random numbers), its `LayerNormalization` layers
@@ -57,18 +59,3 @@ def fast_paths(model: keras.Layer):
         for restore in reversed(undo):
             restore()
 
-
-def trace_steps_with_fast_paths(model: keras.Model) -> keras.Model:
-    """Makes `model`'s train, test and predict steps trace under `fast_paths`.
-
-    For Keras models trained with `fit` (fine-tuning): only the tracing of a
-    step sees the faster paths; callbacks, saving and exports see the layers
-    as they are. Returns `model`.
-    """
-    for name in ("train_step", "test_step", "predict_step"):
-        def traced(data, step=getattr(model, name)):
-            with fast_paths(model):
-                return step(data)
-
-        object.__setattr__(model, name, traced)
-    return model

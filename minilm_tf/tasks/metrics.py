@@ -14,7 +14,7 @@ Conventions (matching sklearn / scipy where those define one):
 """
 
 import math
-from typing import Dict, Iterable, Mapping, Sequence
+from typing import Dict, Iterable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,6 @@ __all__ = [
     "REGRESSION_METRICS",
     "compute_metrics",
     "is_better",
-    "json_safe",
 ]
 
 
@@ -178,11 +177,3 @@ def is_better(new: float, old: float) -> bool:
     if old is None or (isinstance(old, float) and math.isnan(old)):
         return True
     return new > old
-
-
-def json_safe(metrics: Mapping[str, float]) -> Dict[str, float]:
-    """Replaces NaN/inf by None so the result is strict JSON."""
-    return {
-        k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-        for k, v in metrics.items()
-    }

@@ -39,7 +39,9 @@ from minilm_tf.utils.fileio import atomic_savefig, atomic_write_json, atomic_wri
 from minilm_tf.losses import parse_objective
 from minilm_tf.training.distillation import run_distillation
 from minilm_tf.models.students import INITS
-from minilm_tf.tasks.finetune import REPORT_FILE, FinetuneConfig, run_finetune
+from minilm_tf.tasks.finetuned import REPORT_FILE
+from minilm_tf.training.finetune_common import FinetuneConfig
+from minilm_tf.training.finetuning import run_finetune
 
 TEACHER = "teacher"
 BASELINE = "none/teacher_layers"

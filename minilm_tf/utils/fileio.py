@@ -9,10 +9,13 @@ The work directory itself (creation, links, lock) is `minilm_tf.utils.workdir`.
 
 import contextlib
 import json
+import math
 import os
 import shutil
 import tempfile
 from typing import Any, Iterator
+
+import numpy as np
 
 
 def atomic_write_text(path: str, text: str) -> None:
@@ -31,8 +34,25 @@ def atomic_write_text(path: str, text: str) -> None:
         raise
 
 
-def atomic_write_json(path: str, data: Any) -> None:
+def atomic_write_json(path: str, data: Any, *, clean: bool = False) -> None:
+    """`data` as JSON at `path`, atomically; `clean`: through `json_clean` first."""
+    if clean:
+        data = json_clean(data)
     atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def json_clean(obj):
+    """`obj` as strict JSON: NaN/inf -> None, numpy scalars -> Python,
+    recursively; dict keys starting with `_` (in-memory extras) are dropped."""
+    if isinstance(obj, dict):
+        return {str(k): json_clean(v) for k, v in obj.items() if not str(k).startswith("_")}
+    if isinstance(obj, (list, tuple)):
+        return [json_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
 
 
 def atomic_savefig(fig, path: str, **kwargs) -> None:

@@ -18,6 +18,7 @@ run resumed mid-epoch skips exactly the batches it already trained on. A
 SIGKILL repeats at most the epoch in progress.
 """
 
+import contextlib
 import dataclasses
 import glob
 import json
@@ -29,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from minilm_tf.layers.fast_paths import fast_paths as fast_paths_of
 from minilm_tf.utils import fileio
 from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
 
@@ -196,7 +198,7 @@ class FitResult:
 def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *,
                   epochs: int, steps_per_epoch: int, directory: str, validation=None,
                   log: Callable[[str], None] = print, log_every: int = 50,
-                  batch_size: int = 0) -> FitResult:
+                  batch_size: int = 0, fast_paths: bool = False) -> FitResult:
     """Trains a compiled `model` for `epochs` epochs, resuming from
     `directory` when it holds a checkpoint.
 
@@ -206,14 +208,17 @@ def fit_resumable(model, epoch_dataset: Callable[[int, int], Tuple[Any, int]], *
     None), run after every epoch; its best weights are restored at the end.
     SIGTERM/SIGINT save a checkpoint after the current batch and raise
     `RunInterrupted`. Progress (loss, examples/s with `batch_size`, ETA) is
-    logged every `log_every` steps.
+    logged every `log_every` steps. `fast_paths`: the steps (and the
+    per-epoch validation) trace with `minilm_tf.layers.fast_paths`; the
+    model's layers are as before once this returns.
     """
     if validation is not None:
         validation.restore_at_train_end = False
         # Keras sets a callback's model in `fit`; a run resumed after its last
         # epoch calls no `fit`, but its best weights are still restored.
         validation.set_model(model)
-    with StopSignals() as signals:
+    with StopSignals() as signals, (fast_paths_of(model) if fast_paths
+                                    else contextlib.nullcontext()):
         checkpointer = FinetuneCheckpointer(directory, model, validation, signals,
                                             steps_per_epoch)
         if validation is not None:

@@ -3,7 +3,7 @@
 ``backbone -> sequence_output [B, L, H] -> Dense(2) -> start_logits,
 end_logits [B, L]``. Training loss is the mean of the start and end sparse
 categorical cross-entropies (original BERT ``run_squad.py``). Logits are not
-masked in the model; :func:`minilm_tf.tasks.squad.postprocess` restricts
+masked in the model; :func:`minilm_tf.tasks.question_answering.postprocess` restricts
 spans to context tokens.
 """
 
@@ -14,7 +14,6 @@ from typing import Mapping
 import keras
 import numpy as np
 
-from minilm_tf.layers.fast_paths import trace_steps_with_fast_paths
 
 __all__ = [
     "INPUT_NAMES",
@@ -103,12 +102,9 @@ def compile_qa_model(model: keras.Model, optimizer="adam", **kwargs) -> keras.Mo
     """Compiles with loss = (CE(start) + CE(end)) / 2 over the output dict.
 
     Labels are ``{"start_logits": start_positions, "end_logits":
-    end_positions}`` (see :func:`make_qa_dataset`). Steps that are not
-    XLA-compiled trace with `minilm_tf.layers.fast_paths` (as classification's).
+    end_positions}`` (see :func:`make_qa_dataset`).
     """
     ce = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    if not kwargs.get("jit_compile"):
-        trace_steps_with_fast_paths(model)
     model.compile(
         optimizer=optimizer,
         loss={"start_logits": ce, "end_logits": ce},

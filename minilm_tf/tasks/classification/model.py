@@ -1,0 +1,97 @@
+"""The classification / regression model for any encoder backbone.
+
+* `build_task_model(backbone, num_outputs)`: keras-hub `TextClassifier` for
+  the backbone (e.g. `BertTextClassifier`: pooled [CLS] -> dropout -> dense),
+  without a preprocessor, so tokenisation happens in `tf.data`; a first-token
+  head for backbones keras-hub has no task for. Regression: one output, MSE.
+* `build_preprocessor(tokenizer, sequence_length)`: the keras-hub
+  `TextClassifierPreprocessor` (pairs: `(text, text_pair)` tuples).
+* `compile_task_model`: loss and metric for the task kind.
+"""
+
+import logging
+
+import keras
+import keras_hub
+
+from minilm_tf.tasks.classification import data as classification_data
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SEQUENCE_LENGTH = 128
+
+
+def _keras_hub_task_class(backbone):
+    """The keras-hub `TextClassifier` subclass made for this backbone class."""
+    candidates = []
+    for name in dir(keras_hub.models):
+        obj = getattr(keras_hub.models, name)
+        if (isinstance(obj, type) and issubclass(obj, keras_hub.models.TextClassifier)
+                and getattr(obj, "backbone_cls", None) is type(backbone)):
+            candidates.append((not name.endswith("TextClassifier"), name, obj))
+    return sorted(candidates)[0][2] if candidates else None
+
+class _PooledHead:
+    """Fallback head for backbones without a keras-hub TextClassifier: first
+    token of `sequence_output` -> dropout -> dense."""
+
+    @staticmethod
+    def build(backbone, num_outputs, dropout):
+        inputs = backbone.input
+        outputs = backbone(inputs)
+        if isinstance(outputs, dict):
+            pooled = outputs.get("pooled_output")
+            if pooled is None:
+                pooled = outputs["sequence_output"][:, 0, :]
+        else:
+            pooled = outputs[:, 0, :]
+        x = keras.layers.Dropout(dropout, name="classifier_dropout")(pooled)
+        logits = keras.layers.Dense(num_outputs, name="logits")(x)
+        return keras.Model(inputs, logits, name="text_classifier")
+
+def build_task_model(backbone, num_outputs: int, dropout: float = 0.1):
+    """Backbone + classification head emitting `num_outputs` logits (1 for
+    regression). Uses the backbone's keras-hub `TextClassifier` (e.g.
+    `BertTextClassifier(backbone, num_classes, preprocessor=None)`) when there
+    is one, else a plain Keras model with a first-token head."""
+    cls = _keras_hub_task_class(backbone)
+    if cls is not None:
+        try:
+            return cls(backbone=backbone, num_classes=num_outputs, preprocessor=None,
+                       dropout=dropout)
+        except TypeError as e:
+            logger.warning("%s(...) failed (%s); using a generic head.", cls.__name__, e)
+    return _PooledHead.build(backbone, num_outputs, dropout)
+
+def build_preprocessor(tokenizer, sequence_length: int = DEFAULT_SEQUENCE_LENGTH,
+                       task_model=None):
+    """The keras-hub text-classifier preprocessor for `tokenizer`."""
+    cls = None
+    if task_model is not None:
+        cls = getattr(type(task_model), "preprocessor_cls", None)
+    if cls is None:
+        for name in dir(keras_hub.models):
+            obj = getattr(keras_hub.models, name)
+            if (isinstance(obj, type)
+                    and issubclass(obj, keras_hub.models.TextClassifierPreprocessor)
+                    and getattr(obj, "tokenizer_cls", None) is type(tokenizer)):
+                cls = obj
+                break
+    if cls is None:
+        cls = keras_hub.models.TextClassifierPreprocessor
+    return cls(tokenizer=tokenizer, sequence_length=sequence_length)
+
+def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
+    """Loss and metric for the task kind. `jit_compile`: XLA-compile the
+    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines)."""
+    if kind == classification_data.REGRESSION:
+        model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
+                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
+                      jit_compile=jit_compile)
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
+            jit_compile=jit_compile,
+        )
