@@ -28,14 +28,34 @@ def _teacher(name, seed=0):
     return LoadedEncoder(ARCHITECTURES[name](), None, name, "gelu_approximate")
 
 
+def _input_seen_by(block, backbone, inputs):
+    """The hidden states `block` receives when `backbone` runs on `inputs`."""
+    seen, original = {}, block.call
+
+    def recording(hidden, *args, **kwargs):
+        seen["hidden"] = hidden
+        return original(hidden, *args, **kwargs)
+
+    object.__setattr__(block, "call", recording)
+    try:
+        backbone(inputs)
+    finally:
+        object.__delattr__(block, "call")
+    return seen["hidden"]
+
+
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
 def test_relations_and_loss_match_references(name):
     teacher = _teacher(name)
     batch = random_batch(batch=3, length=10)
     inputs = {k: batch[k] for k in teacher.backbone.input}
     layer = 1
-    # keras-hub's own attention probabilities for that layer.
-    hidden = truncated_encoder(teacher.backbone, layer)(inputs)
+    # keras-hub's own attention probabilities for that layer, from the hidden
+    # states the whole backbone really feeds it.
+    hidden = _input_seen_by(teacher.backbone.transformer_layers[layer], teacher.backbone, inputs)
+    # The truncated view computes the same input without the layers above.
+    np.testing.assert_allclose(truncated_encoder(teacher.backbone, layer)(inputs).numpy(),
+                               np.asarray(hidden), atol=1e-6)
     _, want = teacher.backbone.transformer_layers[layer](
         hidden, padding_mask=batch["padding_mask"], return_attention_scores=True
     )

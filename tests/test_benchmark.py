@@ -2,8 +2,10 @@
 
 import json
 import os
+import statistics
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -20,27 +22,37 @@ def _run(tmp_path, *extra):
            "--batch_size", "4", "--seq_len", "16", "--warmup_steps", "1", "--steps", "3",
            "--threads", "1", "--output_json", out, *extra]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    start = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    wall_ms = 1e3 * (time.perf_counter() - start)
     assert proc.returncode == 0, proc.stderr[-3000:]
     with open(out, encoding="utf-8") as f:
-        return json.load(f), proc.stdout
+        report = json.load(f)
+    # The timings are real: all the timed steps fit in the process's lifetime.
+    timed = sum(sum(r[name]["times_ms"]) for r in report["results"] for name in PHASES)
+    assert 0 < timed < wall_ms
+    return report, proc.stdout
 
 
 def _check_result(result, tokens, real_tokens):
     for name in PHASES:
         stats = result[name]
-        assert len(stats["times_ms"]) == 3
-        assert 0 < stats["min_ms"] <= stats["median_ms"] <= stats["max_ms"]
+        times = stats["times_ms"]
+        assert len(times) == 3 and min(times) > 0
+        # The statistics are those of the raw samples.
+        assert (stats["min_ms"], stats["median_ms"], stats["max_ms"]) == pytest.approx(
+            (min(times), statistics.median(times), max(times)), rel=1e-6)
         assert stats["cpu_median_ms"] >= 0
         assert stats["tokens_per_s"] == pytest.approx(tokens / stats["median_ms"] * 1e3, rel=1e-3)
         assert stats["real_tokens_per_s"] == pytest.approx(
             real_tokens / stats["median_ms"] * 1e3, rel=1e-3)
     a, b, c = (result[name]["median_ms"] for name in PHASES)
-    assert result["overhead_ratio"] > 0
+    # The full step runs the teacher forward and much more.
+    assert a > b
     assert result["overhead_ratio"] == pytest.approx(a / (b + c), rel=1e-3)
     assert result["overhead_ms"] == pytest.approx(a - (b + c), abs=1e-2)
     matmuls = result["matmuls"]
-    assert matmuls["peak_gflops"] == max(matmuls["gflops_by_shape"].values()) > 0
+    assert min(matmuls["gflops_by_shape"].values()) > 0
     assert matmuls["achieved_gflops"] == pytest.approx(matmuls["step_flops"] / 1e9 / (a / 1e3), rel=1e-2)
     assert matmuls["fraction_of_peak"] == pytest.approx(
         matmuls["achieved_gflops"] / matmuls["peak_gflops"], rel=1e-2, abs=1e-3)
@@ -130,13 +142,9 @@ def test_benchmark_rejects_bad_student_shape(tmp_path):
 def test_step_flops_match_the_reference_scripts_count():
     """all-MiniLM-L6-v2 -> 3x384x12 at 32x128: the shared bench scripts print
     step_gflop=186.0 for v1; counted here per matmul, written out by hand."""
-    import importlib.util
-
     from minilm_tf import MiniLMDistiller, build_student, load_teacher
+    from minilm_tf.benchmarks import step_matmul_flops
 
-    spec = importlib.util.spec_from_file_location("benchmark_tool", TOOL)
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
     teacher = load_teacher("all-minilm-l6-v2")
     student = build_student(teacher, num_layers=3, hidden_dim=384, num_heads=12)
     b, t, d, i = 32, 128, 384, 1536
@@ -145,7 +153,7 @@ def test_step_flops_match_the_reference_scripts_count():
         distiller = MiniLMDistiller(teacher, student, objective=objective)
         last = 2 * (3 * d * d + relations * t * d)  # Q, K, V + the relation matmuls
         want = b * t * ((5 * layer + last) + 3 * (2 * layer + last))
-        got = tool.step_matmul_flops(distiller, b, t)
+        got = step_matmul_flops(distiller, b, t)
         assert got == want
         if objective == "minilm":
             assert round(got / 1e9, 1) == 186.0

@@ -38,3 +38,17 @@ def test_a_tool_starts_quietly_and_still_reports_its_error(tmp_path):
     assert proc.returncode == 1, output[-2000:]
     assert "error: " in output
     assert not [n for n in NOISE if n in output], output[-2000:]
+
+
+def test_library_errors_name_the_flags_in_a_tool(monkeypatch):
+    from absl import flags
+
+    values = flags.FlagValues()
+    flags.DEFINE_string("workdir", None, "", flag_values=values)
+    flags.DEFINE_bool("overwrite", False, "", flag_values=values)
+    flags.DEFINE_string("text_column", None, "", flag_values=values)
+    monkeypatch.setattr(_cli.flags, "FLAGS", values)
+    error = ValueError("use a new `workdir` or pass `overwrite=True`; name it with `text_key`; "
+                       "`not_a_flag` stays")
+    assert _cli.flag_message(error, {"text_key": "text_column"}) == (
+        "use a new --workdir or pass --overwrite; name it with --text_column; `not_a_flag` stays")

@@ -19,6 +19,7 @@ RANKS = {
     "models": 5,
     "tasks": 6,
     "training": 7, "export": 7,
+    "benchmarks": 8,
 }
 SIBLINGS_APART = {("training", "export"), ("export", "training")}
 

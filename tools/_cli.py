@@ -131,6 +131,20 @@ def unknown_config_key(error: Exception) -> None:
     )
 
 
+def flag_message(error: Exception, renames: dict | None = None) -> str:
+    """A library error in the tool's words: the arguments it names in
+    backticks (`workdir`, `overwrite=True`) become the flags that set them
+    (--workdir, --overwrite); `renames` maps arguments to differently named
+    flags (e.g. {"text_key": "text_column"})."""
+    renames = renames or {}
+
+    def flag(match):
+        name = renames.get(match.group(1), match.group(1))
+        return f"--{name}" if name in flags.FLAGS else match.group(0)
+
+    return re.sub(r"`(\w+)(?:=True)?`", flag, str(error))
+
+
 def run(main, flags_parser=parse_flags) -> None:
     """`absl.app.run(main)`; `app.UsageError` from `main` is one error line."""
 

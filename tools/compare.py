@@ -65,7 +65,7 @@ def main(argv):
         with workdirs.hold(FLAGS.workdir) as held:
             return _compare(held.root, models, seeds)
     except finetune_tool.USER_ERRORS as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
         return 1
 
 

@@ -58,7 +58,7 @@ def main(argv):
         # disk: the message says what to change; the traceback is there with
         # --v=1.
         logging.debug("Traceback:", exc_info=True)
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {_cli.flag_message(e)}")
     print(f"route: {reason}")
     print(summarize_assistant(report) if use_assistant else summarize(report))
     finetune = [

@@ -112,6 +112,7 @@ def run(f=FLAGS) -> dict:
 
 
 def _export(f, source, output_dir: str, t_start: float) -> dict:
+    from minilm_tf.models.students import count_params
     from minilm_tf.utils import fileio
     from minilm_tf.export import data as export_data
     from minilm_tf.export import source as src
@@ -188,7 +189,7 @@ def _export(f, source, output_dir: str, t_start: float) -> dict:
         "eval_texts": evalset.description if evalset is not None else None,
         "check_texts": checkset.description,
         "calibration_texts": calibration.description if calibration else None,
-        "keras_parameters": src.count_params(source.model),
+        "keras_parameters": count_params(source.model),
         "export_metadata": source.metadata(),
         "models": results,
         "wall_time_sec": round(time.perf_counter() - t_start, 1),

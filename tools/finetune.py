@@ -163,6 +163,10 @@ def config_from_flags(model=None, workdir=None):
     )
 
 
+# FinetuneConfig fields whose flags have other names (for error messages).
+FLAG_OF = {"text_key": "text_column", "text_pair_key": "text_pair_column",
+           "label_key": "label_column", "extra": "task_option"}
+
 # Errors a user can fix: printed as one line, exit status 1.
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
                IsADirectoryError, PermissionError, NotImplementedError)
@@ -182,7 +186,7 @@ def main(argv):
         config = config_from_flags()
         report = run_finetune(config, log_fn=logging.info)
     except (*USER_ERRORS, CheckpointWriteError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_cli.flag_message(e, FLAG_OF)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
         logging.warning("%s", e)

@@ -79,7 +79,7 @@ def main(argv):
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError,
             PermissionError, FileExistsError, FloatingPointError, CheckpointWriteError) as e:
         logging.debug("Traceback:", exc_info=True)
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
         return 1
     with open(f"{study.workdir}/study.md", encoding="utf-8") as f:
         print(f.read())

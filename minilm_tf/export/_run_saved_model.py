@@ -9,13 +9,12 @@ to OUT.npz (keys `call|output`).
 import sys
 
 import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
 
 
 def main(argv):
     path, request, result = argv[1:4]
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokenizer ops)
-
     loaded = tf.saved_model.load(path)
     calls = {}
     with np.load(request, allow_pickle=True) as data:

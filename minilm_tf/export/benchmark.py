@@ -18,8 +18,11 @@ import time
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
+from minilm_tf.export import savedmodel
 from minilm_tf.export import source as src
+from minilm_tf.export import tflite as tl
 
 VARIANTS = ("keras", "savedmodel", "savedmodel_text", "tflite_float32", "tflite_dynamic",
             "tflite_float16", "tflite_int8", "tflite_float32_text", "tflite_dynamic_text")
@@ -73,8 +76,6 @@ def dir_size(path: str) -> int:
 
 
 def keras_variant(source: src.ExportSource):
-    import tensorflow as tf
-
     @tf.function(reduce_retracing=True)
     def forward(x):
         return src.compute_outputs(source, x, string_labels=False)
@@ -100,11 +101,6 @@ def benchmark_model(
     log=print,
 ) -> list[dict]:
     """One row per variant: size, parameters, latency, max abs diff vs Keras."""
-    import tensorflow as tf
-
-    from minilm_tf.export import savedmodel
-    from minilm_tf.export import tflite as tl
-
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"Unknown variants {bad}; choose from {VARIANTS}.")

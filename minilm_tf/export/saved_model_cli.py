@@ -14,11 +14,12 @@ with the same arguments:
 
 import sys
 
+import tensorflow_text  # noqa: F401  (registers the ops)
+
 from minilm_tf import _compat
 
 
 def main():
-    import tensorflow_text  # noqa: F401  (registers the ops)
     sys.argv[0] = "saved_model_cli"
     return _compat.saved_model_cli().main()
 

@@ -25,6 +25,7 @@ import re
 from typing import Sequence
 
 import numpy as np
+import tensorflow as tf
 
 from minilm_tf.export import data as export_data
 from minilm_tf.export import savedmodel
@@ -159,7 +160,8 @@ def _check_cli(path, source, texts, pairs) -> dict:
     show = savedmodel.plain_saved_model_cli(["show", "--dir", path, "--all"])
     found = sorted(set(re.findall(r"signature_def\['([^']+)'\]", show.stdout)))
     out["show_all"] = {"returncode": show.returncode, "signatures": found}
-    missing = {savedmodel.SERVING_DEFAULT, savedmodel.TOKEN_IDS_SIGNATURE, savedmodel.TOKENIZE_SIGNATURE} - set(found)
+    missing = {savedmodel.SERVING_DEFAULT, savedmodel.TOKEN_IDS_SIGNATURE,
+               savedmodel.TOKENIZE_SIGNATURE} - set(found)
     if show.returncode != 0 or missing:
         out["failures"].append(f"saved_model_cli show --all: rc={show.returncode}, "
                                f"missing signatures {sorted(missing)}")
@@ -199,8 +201,6 @@ def _check_predict_requests(path, source, model_name, texts, pairs, reference,
         request = savedmodel.make_predict_request(model_name, inputs, signature)
         problems = savedmodel.validate_predict_request(signature_defs[signature], request)
         response = savedmodel.predict(loaded, request)
-        import tensorflow as tf
-
         got = tf.make_ndarray(response.outputs[main])
         diff = float(np.max(np.abs(got - np.asarray(reference[main])[:n]))) if n else 0.0
         out[signature] = {"problems": problems, "response_outputs": sorted(response.outputs),
@@ -209,8 +209,10 @@ def _check_predict_requests(path, source, model_name, texts, pairs, reference,
             out["failures"].append(f"PredictRequest for {signature}: {problems}")
         if diff > tolerance:
             out["failures"].append(f"PredictResponse for {signature}: diff {diff:.3g}")
-    wrong = savedmodel.make_predict_request(model_name, {"sentence": texts}, savedmodel.SERVING_DEFAULT)
-    wrong_problems = savedmodel.validate_predict_request(signature_defs[savedmodel.SERVING_DEFAULT], wrong)
+    wrong = savedmodel.make_predict_request(model_name, {"sentence": texts},
+                                            savedmodel.SERVING_DEFAULT)
+    wrong_problems = savedmodel.validate_predict_request(
+        signature_defs[savedmodel.SERVING_DEFAULT], wrong)
     out["wrong_input_name_rejected"] = bool(wrong_problems)
     if not wrong_problems:
         out["failures"].append("a request with a wrong input name passed validation")

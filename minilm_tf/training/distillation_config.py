@@ -83,5 +83,5 @@ def check_resume_compatible(saved: Mapping, config: Mapping) -> None:
         raise ValueError(
             "The work directory holds a run with a different setup ("
             + "; ".join(mismatches)
-            + "). Use a new --workdir, or restore the original values."
+            + "). Use a new work directory (`workdir`), or restore the original values."
         )

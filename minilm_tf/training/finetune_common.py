@@ -2,7 +2,6 @@
 work directory rules and the common part of its report."""
 
 import dataclasses
-import importlib
 import logging
 import os
 import shutil
@@ -136,7 +135,7 @@ def clear_previous_run(workdir: str, overwrite: bool = False) -> None:
     if existing and not overwrite and not unfinished:
         raise FileExistsError(
             f"workdir {workdir} already holds a previous run's outputs ({existing}); "
-            "use a new workdir or pass --overwrite to replace them."
+            "use a new `workdir` or pass `overwrite=True` to replace them."
         )
     if overwrite:
         existing.append(resume.CHECKPOINT_DIR)
@@ -150,15 +149,6 @@ def clear_previous_run(workdir: str, overwrite: bool = False) -> None:
         else:
             os.remove(path)
 
-
-def versions() -> Dict[str, str]:
-    out = {}
-    for name in ("tensorflow", "keras", "keras_hub"):
-        try:
-            out[name] = importlib.import_module(name).__version__
-        except Exception:  # pragma: no cover
-            pass
-    return out
 
 
 def config_dict(config: FinetuneConfig) -> Dict[str, Any]:

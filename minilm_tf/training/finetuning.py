@@ -51,10 +51,10 @@ from minilm_tf.training.finetune_common import (
     make_optimizer,
     task_kind,
     uses_fast_paths,
-    versions,
 )
 from minilm_tf.utils import fileio
 from minilm_tf.utils import workdir as workdirs
+from minilm_tf.utils.versions import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +123,7 @@ def _write_report(config, kind, encoder, result, workdir, t_start) -> Dict[str, 
     report.setdefault("parameters", {"backbone": count_params(encoder.backbone)})
     report["wall_time_sec"] = time.perf_counter() - t_start
     report["hyperparameters"] = dict(config_dict(config), **result.get("_settings", {}))
-    report["versions"] = versions()
+    report["versions"] = library_versions()
     report = fileio.json_clean(report)
     fileio.atomic_write_json(os.path.join(workdir, finetuned.REPORT_FILE), report)
     return report

@@ -72,7 +72,7 @@ def check_config(directory: str, config: Dict[str, Any]) -> None:
         raise ValueError(
             f"{os.path.dirname(directory)} holds an unfinished fine-tuning run with different "
             f"settings ({'; '.join(diff)}). Rerun with the original settings to resume it, "
-            "use a new --workdir, or pass --overwrite to discard it."
+            "use a new `workdir`, or pass `overwrite=True` to discard it."
         )
 
 

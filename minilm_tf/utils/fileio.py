@@ -95,7 +95,7 @@ def atomic_directory(path: str, overwrite: bool = False) -> Iterator[str]:
         raise
 
 
-def load_keras_archive(path: str) -> "keras.Model":
+def load_keras_archive(path: str):
     """Loads a `.keras` archive with Keras `safe_mode` on: no code runs.
 
     Archives holding code (a Lambda layer, a pickled function) are refused

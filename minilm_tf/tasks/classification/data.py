@@ -276,7 +276,7 @@ def check_texts(raw: Optional[RawExamples], split: str, notes: List[str]) -> Non
     if empty >= EMPTY_TEXT_ERROR_FRACTION * len(raw):
         raise ValueError(
             f"{where}: {empty} of {len(raw)} {split} examples have empty text, nothing to "
-            "learn from; check the file, or name its text column with --text_column."
+            "learn from; check the file, or name its text column with `text_key`."
         )
     if empty >= EMPTY_TEXT_WARNING_FRACTION * len(raw):
         note = f"{where}: {empty} of {len(raw)} {split} examples have empty text."

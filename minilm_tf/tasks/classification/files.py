@@ -68,7 +68,7 @@ def _pick_key(available: Sequence[str], explicit: Optional[str], candidates: Seq
         raise ValueError(
             f"{path}: cannot find the {what} column/key; expected one of "
             f"{list(candidates)} (found {list(available)}). Name it explicitly "
-            f"(e.g. --text_column / --text_pair_column / --label_column)."
+            f"(`text_key` / `text_pair_key` / `label_key`)."
         )
     return None
 

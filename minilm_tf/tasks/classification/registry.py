@@ -269,8 +269,8 @@ def load_glue_task(task: str, data_dir: Optional[str] = None,
     except Exception as e:
         raise RuntimeError(
             f"Could not prepare TFDS dataset {spec.tfds_name} (data_dir={data_dir}): {e}. "
-            "Without network access, prepare it elsewhere and pass --tfds_data_dir, or "
-            "use local files (--train_file/--validation_file)."
+            "Without network access, prepare it elsewhere and pass `tfds_data_dir`, or "
+            "use local files (`train_file` / `validation_file`)."
         ) from e
     label_feature = builder.info.features["label"]
     label_names = list(getattr(label_feature, "names", None) or []) or None
@@ -323,7 +323,7 @@ def load_task(
         return load_local_task(task, train_file, validation_file, test_file, kind,
                                file_format, text_key, text_pair_key, label_key)
     if validation_file or test_file:
-        raise ValueError("--validation_file/--test_file need --train_file.")
+        raise ValueError("`validation_file` / `test_file` need `train_file`.")
     name = normalize_task_name(task)
     if name in BUILTIN_TASKS:
         get_task_spec(name, kind)
@@ -332,7 +332,7 @@ def load_task(
         get_task_spec(name, kind)
         return load_glue_task(name, data_dir=tfds_data_dir, download=tfds_download)
     raise ValueError(
-        f"Unknown task {task!r}. Known tasks: {known_tasks()}; or pass --train_file "
+        f"Unknown task {task!r}. Known tasks: {known_tasks()}; or pass `train_file` "
         "(TSV/CSV/JSONL) for a local task."
     )
 

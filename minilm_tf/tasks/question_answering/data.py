@@ -91,7 +91,7 @@ def resolve_qa_options(config, backbone=None) -> QAOptions:
     explicit = seq is not None or "max_seq_length" in values
     if seq is not None:
         if "max_seq_length" in values and values["max_seq_length"] != seq:
-            raise ValueError(f"--sequence_length {seq} and task option max_seq_length="
+            raise ValueError(f"`sequence_length` {seq} and task option max_seq_length="
                              f"{values['max_seq_length']} disagree.")
         values["max_seq_length"] = seq
     options = QAOptions(**values)
@@ -161,7 +161,7 @@ def _holdout_by_context(examples, fraction: float, seed: int):
     contexts = list(dict.fromkeys(e.context for e in examples))
     if len(contexts) < 2:
         raise ValueError("Cannot hold out validation questions from a train file with a "
-                         "single context; pass --validation_file.")
+                         "single context; pass `validation_file`.")
     rng = np.random.default_rng(seed)
     n = max(1, int(round(fraction * len(contexts))))
     held = {contexts[i] for i in rng.choice(len(contexts), size=n, replace=False)}
@@ -177,7 +177,7 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
     test = None
     if use_files:
         if not config.train_file:
-            raise ValueError("QA from local files needs --train_file (SQuAD JSON).")
+            raise ValueError("QA from local files needs `train_file` (SQuAD JSON).")
         raw = {k: _read_json(getattr(config, f"{k}_file"))
                for k in ("train", "validation", "test") if getattr(config, f"{k}_file", None)}
         version_2 = options.version_2
@@ -201,8 +201,8 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
         name = options.tfds_name or tfds_name_for_task(config.task)
         if name is None:
             raise ValueError(
-                f"QA task {config.task!r} has no built-in data: pass --train_file/"
-                "--validation_file (SQuAD JSON) or use task squad / squad_v2.")
+                f"QA task {config.task!r} has no built-in data: pass `train_file` / "
+                "`validation_file` (SQuAD JSON) or use task squad / squad_v2.")
         version_2 = options.version_2 if options.version_2 is not None else (
             name.rstrip("/").endswith("v2.0"))
         kwargs = dict(data_dir=getattr(config, "tfds_data_dir", None),
@@ -223,7 +223,7 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
     test = list(test) if test is not None else None
     if not train:
         raise ValueError("No training questions left (all skipped or empty data); check the "
-                         "data or use --task_option on_mismatch=keep.")
+                         "data or use the task option on_mismatch=keep (`extra`).")
     if not validation:
         raise ValueError("The QA validation split is empty.")
     n_train = getattr(config, "max_train_examples", None)

@@ -1,0 +1,132 @@
+"""The model card (`README.md`) of a Hugging Face export: architecture,
+parameters, initialisation and provenance from `encoder.metadata` /
+`encoder.spec`, and how to load it in transformers, sentence-transformers
+and Keras."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from minilm_tf.export.hf_configs import pooling_names
+from minilm_tf.models.encoders import LoadedEncoder
+
+
+def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: dict | None,
+               directory_name: str) -> str:
+    """A README.md for the export."""
+    init = encoder.metadata.get("init")
+    tags = ["minilm_tf", "bert", "feature-extraction"]
+    library = "transformers"
+    if sentence:
+        tags += ["sentence-transformers", "sentence-similarity"]
+        library = "sentence-transformers"
+    lines = [
+        "---",
+        f"library_name: {library}",
+        f"pipeline_tag: {'sentence-similarity' if sentence else 'feature-extraction'}",
+        "tags:",
+        *[f"- {t}" for t in tags],
+        "---",
+        "",
+        f"# {directory_name}",
+        "",
+        "A BERT-architecture encoder exported by minilm_tf "
+        "(`minilm_tf.export.hf.export_hf` / `tools/export_hf.py`) from Keras "
+        "(keras-hub `BertBackbone`).",
+        "",
+        "## Architecture",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| layers | {config['num_hidden_layers']} |",
+        f"| hidden size | {config['hidden_size']} |",
+        f"| attention heads | {config['num_attention_heads']} |",
+        f"| feed-forward size | {config['intermediate_size']} |",
+        f"| activation | `{config['hidden_act']}` (minilm_tf: `{encoder.hidden_act}`) |",
+        f"| vocabulary | {config['vocab_size']} WordPiece tokens "
+        f"(lowercase: {encoder.lowercase}, strip accents: "
+        f"{bool(getattr(encoder.tokenizer, 'strip_accents', False))}) |",
+        f"| max positions | {config['max_position_embeddings']} |",
+        f"| parameters | {parameters:,} (weights stored as float32) |",
+    ]
+    if sentence:
+        lines += [
+            f"| sentence embedding | {', '.join(pooling_names(sentence['pooling']))} pooling"
+            f"{' + L2 normalisation' if sentence['normalize'] else ''}, "
+            f"max_seq_length {sentence['max_seq_length']} |",
+        ]
+    # The spec's last path component only: a model card travels, local paths should not.
+    spec = encoder.spec
+    origin = os.path.basename(os.path.normpath(spec)) if os.sep in spec else spec
+    lines += ["", "## Provenance", "", f"- Exported from: `{origin}`"]
+    if init:
+        mode = init.get("mode", "?")
+        lines.append(f"- Initialisation (`metadata[\"init\"]`): `{mode}`")
+        if init.get("teacher_layers"):
+            lines.append(f"  - teacher layers copied: {init['teacher_layers']}")
+        if init.get("copied"):
+            lines.append(f"  - weights copied from the teacher: {len(init['copied'])} layers "
+                         f"({', '.join(init['copied'][:8])}"
+                         f"{', ...' if len(init['copied']) > 8 else ''})")
+        if mode == "random":
+            lines.append("  - no teacher weight copied: random initialisation")
+    else:
+        lines.append("- Initialisation: not recorded (a pretrained checkpoint or an encoder "
+                     "loaded from disk)")
+    other = {k: v for k, v in encoder.metadata.items()
+             if k not in ("init", "pooling", "normalize", "hidden_act")}
+    if other:
+        lines.append(f"- Other metadata: `{json.dumps(other, sort_keys=True, default=str)}`")
+    lines += [
+        "",
+        "Whether (and how) it was distilled or fine-tuned is what the spec and "
+        "initialisation above say; see the run that produced it for its training "
+        "data and evaluation.",
+        "",
+        "## Usage",
+        "",
+        "transformers:",
+        "",
+        "```python",
+        "from transformers import AutoModel, AutoTokenizer",
+        "",
+        f'tokenizer = AutoTokenizer.from_pretrained("{directory_name}")',
+        f'model = AutoModel.from_pretrained("{directory_name}")',
+        'batch = tokenizer(["A sentence."], padding=True, truncation=True, return_tensors="pt")',
+        "last_hidden_state = model(**batch).last_hidden_state",
+        "```",
+        "",
+    ]
+    if sentence:
+        lines += [
+            "sentence-transformers:",
+            "",
+            "```python",
+            "from sentence_transformers import SentenceTransformer",
+            "",
+            f'model = SentenceTransformer("{directory_name}")',
+            'embeddings = model.encode(["A sentence.", "Another one."])',
+            "```",
+            "",
+        ]
+    lines += [
+        "Keras (minilm_tf restores the activation named in config.json):",
+        "",
+        "```python",
+        "import minilm_tf",
+        "",
+        f'encoder = minilm_tf.load_teacher("{directory_name}")',
+        "encoder.backbone, encoder.tokenizer",
+        "```",
+        "",
+        f'`keras_hub.models.BertBackbone.from_preset("{directory_name}")` also loads it, '
+        "but keras-hub always builds its BERT layers with the tanh approximation of "
+        "GELU"
+        + (", which is what this model uses." if config["hidden_act"] != "gelu" else
+           "; this model uses exact GELU (`hidden_act: gelu`), so call "
+           "`minilm_tf.models.encoders.set_feedforward_activation(backbone, \"gelu\")` after "
+           "loading it that way."),
+        "",
+    ]
+    return "\n".join(lines)
