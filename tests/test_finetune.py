@@ -469,3 +469,15 @@ def test_fit_resumable_after_the_last_epoch_restores_the_best_weights(tmp_path):
     assert result.examples_trained == 0 and callback.best_epoch == 1
     for a, b in zip(first_model.get_weights(), again.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_task_kind_seq2seq_runs_the_generation_tool_with_its_flags():
+    # --beam_size is a generation flag: the fine-tuning tool hands the run on
+    # to tools/finetune_seq2seq.py, which reports the missing model.
+    proc = subprocess.run(
+        [sys.executable, os.path.join(REPO, "tools", "finetune.py"), "--task_kind", "seq2seq",
+         "--task", "bbc_headlines", "--beam_size", "2"],
+        capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "Missing required flags: --model, --workdir" in proc.stderr
+    assert "beam_size" not in proc.stderr

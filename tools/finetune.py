@@ -20,8 +20,12 @@ Examples:
   # STS-style regression from files:
   python tools/finetune.py ... --task my_sts --task_kind regression --train_file ...
 
-  # Extractive QA is delegated to minilm_tf.tasks.question_answering (task kind "qa"):
+  # Extractive QA (task kind "qa"; minilm_tf.training.qa_finetuning):
   python tools/finetune.py --model all-minilm-l6-v2 --task squad --workdir runs/squad
+
+  # Generation (task kind "seq2seq": tools/finetune_seq2seq.py and its flags):
+  python tools/finetune.py --task_kind seq2seq --model all-minilm-l6-v2 \
+      --task bbc_headlines --workdir runs/bbc_headlines --max_train_examples 500
 
 Writes <workdir>/report.json (metrics on validation and test, parameters,
 examples/s, latency, wall time), <workdir>/labels.json and the fine-tuned
@@ -54,9 +58,10 @@ flags.DEFINE_string("model", None, "Model spec: all-minilm-l6-v2, a Hugging Face
 flags.DEFINE_string("task", None, "Task: rotten_tomatoes, bbc_news, a GLUE task (sst2, "
                     "glue/mnli, ...), squad/squad_v2 (QA), or any name with --train_file.")
 flags.DEFINE_string("workdir", None, "Output directory (created; must not hold a previous run).")
-flags.DEFINE_enum("task_kind", None, ["classification", "regression", "qa"],
+flags.DEFINE_enum("task_kind", None, ["classification", "regression", "qa", "seq2seq"],
                   "Task kind for local-file tasks (default classification); must match "
-                  "known tasks.")
+                  "known tasks. seq2seq (generation) runs tools/finetune_seq2seq.py, "
+                  "whose flags it then takes.")
 flags.DEFINE_string("train_file", None, "Local train file (.tsv GLUE-style, .csv, .jsonl).")
 flags.DEFINE_string("validation_file", None, "Local validation file (default: 10% of train).")
 flags.DEFINE_string("test_file", None, "Local test file (labels optional).")
@@ -199,5 +204,22 @@ def main(argv):
     return 0
 
 
+SEQ2SEQ_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune_seq2seq.py")
+
+
+def seq2seq_arguments(argv):
+    """The arguments without `--task_kind seq2seq` when they ask for it, else None:
+    generation has flags of its own (decoding, source/target lengths)."""
+    for i, arg in enumerate(argv):
+        if arg in ("--task_kind=seq2seq", "-task_kind=seq2seq"):
+            return argv[:i] + argv[i + 1:]
+        if arg in ("--task_kind", "-task_kind") and argv[i + 1:i + 2] == ["seq2seq"]:
+            return argv[:i] + argv[i + 2:]
+    return None
+
+
 if __name__ == "__main__":
+    generation = seq2seq_arguments(sys.argv[1:])
+    if generation is not None:
+        os.execv(sys.executable, [sys.executable, SEQ2SEQ_TOOL, *generation])
     _cli.run(main)

@@ -1,0 +1,151 @@
+r"""Fine-tune and evaluate a sequence-to-sequence generator (UniLM s2s-ft style).
+
+Examples:
+
+  # Built-in offline task: BBC News article body -> its headline:
+  python tools/finetune_seq2seq.py --model all-minilm-l6-v2 --task bbc_headlines \
+      --workdir runs/bbc_headlines --max_train_examples 500 --epochs 1
+  # the same through the fine-tuning tool:
+  python tools/finetune.py --task_kind seq2seq --model all-minilm-l6-v2 \
+      --task bbc_headlines --workdir runs/bbc_headlines
+
+  # Local JSON lines files of {"source": ..., "target": ...}:
+  python tools/finetune_seq2seq.py --model runs/student --task my_task \
+      --train_file train.jsonl --validation_file dev.jsonl --test_file test.jsonl \
+      --workdir runs/my_task
+
+  # TFDS (prepared in --tfds_data_dir): xsum, cnn_dailymail, squad_qg:
+  python tools/finetune_seq2seq.py --model all-minilm-l6-v2 --task xsum --workdir runs/xsum
+
+  # Beam search with the s2s-ft decoding settings, and a SavedModel:
+  python tools/finetune_seq2seq.py ... --beam_size 5 --length_penalty 1.0 \
+      --no_repeat_ngram_size 3 --export_saved_model
+
+Writes <workdir>/report.json (ROUGE-1/2/L and BLEU-4 on validation and test,
+generated tokens/s, the decoding settings), samples.jsonl and model/
+(minilm_tf/training/seq2seq.py); with --export_saved_model also
+<workdir>/saved_model/ with a `generate` signature (strings in, strings out),
+checked in a fresh process. Rerunning the same command after a kill resumes
+from the newest checkpoint.
+"""
+
+import dataclasses
+import json
+import os
+import sys
+
+from absl import flags, logging
+
+import _cli  # tools/_cli.py: one error line for bad flags
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("model", None, "Model spec: all-minilm-l6-v2, a Hugging Face BERT/RoBERTa "
+                    "dir, a keras-hub preset dir (students) or a keras-hub preset name.")
+flags.DEFINE_string("task", None, "bbc_headlines, xsum, cnn_dailymail, squad_qg, or any name "
+                    "with --train_file.")
+flags.DEFINE_string("workdir", None, "Output directory.")
+flags.DEFINE_string("train_file", None, "Local train file (.jsonl; .json: SQuAD format, for "
+                    "question generation).")
+flags.DEFINE_string("validation_file", None, "Local validation file (default: last 10% of "
+                    "train).")
+flags.DEFINE_string("test_file", None, "Local test file.")
+flags.DEFINE_string("source_key", "source", "JSON lines key of the source text.")
+flags.DEFINE_string("target_key", "target", "JSON lines key of the target text.")
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
+flags.DEFINE_bool("tfds_download", True, "Let TFDS download/prepare missing datasets.")
+flags.DEFINE_integer("max_source_length", 256, "Source tokens (special tokens included).")
+flags.DEFINE_integer("max_target_length", 32, "Target tokens (the end token included).")
+flags.DEFINE_integer("epochs", 3, "Training epochs.")
+flags.DEFINE_integer("batch_size", 16, "Training batch size.")
+flags.DEFINE_integer("eval_batch_size", 32, "Decoding batch size.")
+flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
+flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
+flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear warm-up.")
+flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
+flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (s2s-ft uses 0.1).")
+flags.DEFINE_integer("seed", 0, "Random seed (head init, shuffling, subsampling).")
+flags.DEFINE_integer("max_train_examples", None, "Subsample train (seeded).")
+flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test.")
+flags.DEFINE_integer("beam_size", 1, "Beam size (1: greedy).")
+flags.DEFINE_float("length_penalty", 1.0, "Beam ranking: log p / length ** this.")
+flags.DEFINE_integer("min_length", 0, "Generated tokens before the end token may come.")
+flags.DEFINE_integer("max_length", None, "Generated tokens at most (default "
+                     "--max_target_length).")
+flags.DEFINE_integer("no_repeat_ngram_size", 0, "Forbid repeating n-grams of this size "
+                     "(0: off).")
+flags.DEFINE_integer("num_samples", 20, "Predictions per split written to samples.jsonl.")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+                  "tf.distribute strategy.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+                  "Keras mixed-precision policy.")
+flags.DEFINE_integer("log_every", 50, "Training progress line every N steps.")
+flags.DEFINE_bool("save_model", True, "Save the model under <workdir>/model.")
+flags.DEFINE_bool("export_saved_model", False, "Also write <workdir>/saved_model with a "
+                  "`generate` signature and check it in a fresh process.")
+flags.DEFINE_bool("overwrite", False, "Replace a previous finished run in the workdir.")
+
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError, NotImplementedError)
+
+
+def config_from_flags():
+    """A Seq2SeqConfig from the flags (tools/finetune.py can reuse it)."""
+    from minilm_tf.training.seq2seq import Seq2SeqConfig
+
+    names = [f.name for f in dataclasses.fields(Seq2SeqConfig)]
+    return Seq2SeqConfig(**{n: getattr(FLAGS, n) for n in names})
+
+
+def export(report, config) -> dict:
+    """Writes and checks <workdir>/saved_model; returns what the check found."""
+    from minilm_tf.export.generation import export_generation, verify_in_subprocess
+    from minilm_tf.tasks.generation.decoding import generate_texts
+    from minilm_tf.training.seq2seq import SAMPLES_FILE, load_generation_model
+    from minilm_tf.utils import workdir
+
+    model, packer, decoding = load_generation_model(report["model_dir"])
+    with workdir.hold(config.workdir) as wd:
+        path = wd.path("saved_model")
+        export_generation(model, packer.tokenizer, path, packer.max_source_length, decoding)
+        with open(wd.path(SAMPLES_FILE), encoding="utf-8") as f:
+            sources = [json.loads(line)["source"] for line in f][:8]
+    served = verify_in_subprocess(path, sources)["predictions"]
+    keras_side = generate_texts(model, packer, sources, decoding).texts
+    return {"path": path, "checked_examples": len(sources),
+            "matches_keras": served == keras_side}
+
+
+def main(argv):
+    from absl import app
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
+    if missing:
+        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+    from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
+    from minilm_tf.tasks.finetuned import REPORT_FILE
+    from minilm_tf.training.seq2seq import run_seq2seq
+
+    try:
+        config = config_from_flags()
+        report = run_seq2seq(config, log_fn=logging.info)
+        summary = {"task": report["task"], "model": report["model"],
+                   "metrics": {k: v["metrics"] for k, v in report["results"].items()},
+                   "tokens_per_second": report["generation_tokens_per_second"],
+                   "report": os.path.join(os.path.abspath(config.workdir), REPORT_FILE)}
+        if FLAGS.export_saved_model:
+            summary["saved_model"] = export(report, config)
+    except (*USER_ERRORS, CheckpointWriteError) as e:
+        print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
+        return 1
+    except RunInterrupted as e:
+        logging.warning("%s", e)
+        return 130
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    _cli.run(main)
