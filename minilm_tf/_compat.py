@@ -39,9 +39,14 @@ FEEDFORWARD_NORM = "_feedforward_layer_norm"
 _ENCODER_PARTS = (SELF_ATTENTION, SELF_ATTENTION_NORM, FEEDFORWARD_INTERMEDIATE,
                   FEEDFORWARD_OUTPUT, FEEDFORWARD_NORM)
 
+# The MultiHeadAttention method `layers.fast_paths` replaces while a step
+# traces, and the Keras major versions the fast paths are written for.
+ATTENTION_SCORES = "_compute_attention"
+FAST_PATHS_KERAS_MAJOR = (3,)
+
 # Methods and attributes of Keras classes the package calls or overrides.
 _KERAS_METHODS = (
-    (keras.layers.MultiHeadAttention, "_compute_attention"),
+    (keras.layers.MultiHeadAttention, ATTENTION_SCORES),
     (keras.layers.Layer, "_flatten_layers"),
     (keras.Model, "_maybe_symbolic_build"),
     (keras.optimizers.AdamW, "_apply_weight_decay"),
@@ -133,6 +138,14 @@ def checkpoint_object_graph(reader: tf.train.CheckpointReader):
     graph = _trackable_object_graph_class()()
     graph.ParseFromString(reader.get_tensor(_OBJECT_GRAPH_KEY))
     return graph
+
+
+def fast_paths_supported() -> bool:
+    """Whether this Keras has what the fast paths swap; without it the steps
+    run Keras' own layers."""
+    major = int(keras.__version__.split(".")[0])
+    return (major in FAST_PATHS_KERAS_MAJOR
+            and callable(getattr(keras.layers.MultiHeadAttention, ATTENTION_SCORES, None)))
 
 
 def missing_internals() -> list[str]:

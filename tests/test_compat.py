@@ -59,3 +59,9 @@ def test_checkpoint_object_graph_names_objects_and_variables(tmp_path):
     weight = next(c.node_id for c in nodes[inner].children if c.local_name == "weight")
     assert [a.checkpoint_key for a in nodes[weight].attributes] == [
         "encoder/inner/weight/.ATTRIBUTES/VARIABLE_VALUE"]
+
+
+def test_fast_paths_are_gated_on_the_keras_version(monkeypatch):
+    assert _compat.fast_paths_supported()  # the pinned Keras 3
+    monkeypatch.setattr(keras, "__version__", "4.0.0")
+    assert not _compat.fast_paths_supported()

@@ -166,3 +166,16 @@ def test_the_recipe_setting_is_checked():
     config.train.fast_paths = "maybe"
     with pytest.raises(ValueError, match=r"train.fast_paths must be one of \['auto', 'false', 'true'\]"):
         validate_config(config)
+
+
+def test_a_keras_without_the_swapped_internals_gets_plain_keras(spies, monkeypatch):
+    from minilm_tf import _compat
+
+    monkeypatch.setattr(_compat, "fast_paths_supported", lambda: False)
+    backbone = tiny_bert(num_layers=2)
+    before = _state(backbone)
+    batch = random_batch()
+    with fast_paths(backbone):
+        assert _state(backbone) == before
+        backbone(batch, training=True)
+    assert spies == {"attention": 0, "gelu": 0, "dropout": 0, "layer_norm": 0}

@@ -18,6 +18,7 @@ import contextlib
 import types
 
 import keras
+from absl import logging
 
 from minilm_tf import _compat
 from minilm_tf.ops import activations
@@ -27,7 +28,13 @@ from minilm_tf.ops import normalization
 
 @contextlib.contextmanager
 def fast_paths(model: keras.Layer):
-    """Within the block, `model`'s layers use the faster paths (see module doc)."""
+    """Within the block, `model`'s layers use the faster paths (see module doc);
+    with a Keras they were not written for, the block changes nothing."""
+    if not _compat.fast_paths_supported():
+        logging.warning("minilm_tf: Keras %s lacks what the fast paths replace; the steps use "
+                        "Keras' own layers.", keras.__version__)
+        yield
+        return
     undo = []
 
     def install(layer, name, value):
@@ -42,8 +49,8 @@ def fast_paths(model: keras.Layer):
     try:
         for layer in list(_compat.flatten_layers(model)):
             if (isinstance(layer, keras.layers.MultiHeadAttention)
-                    and "_compute_attention" not in vars(layer)):
-                install(layer, "_compute_attention",
+                    and _compat.ATTENTION_SCORES not in vars(layer)):
+                install(layer, _compat.ATTENTION_SCORES,
                         types.MethodType(attention.compute_attention, layer))
             if (isinstance(layer, keras.layers.Dropout)
                     and type(layer).call is keras.layers.Dropout.call
