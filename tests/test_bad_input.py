@@ -24,7 +24,7 @@ from typing import Callable, Optional
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKDIR_MODULE = os.path.join(ROOT, "minilm_tf", "workdir.py")
+WORKDIR_MODULE = os.path.join(ROOT, "minilm_tf", "utils", "workdir.py")
 BASE_CONFIG = os.path.join(ROOT, "configs", "base.py")
 
 

@@ -300,7 +300,7 @@ def test_empty_texts_are_refused_or_noted(tmp_path):
     full = write("full.jsonl", words)
     empty = write("empty.jsonl", ["", " ", "\t"] * 6 + ["", ""])
     with pytest.raises(ValueError, match=r"empty.jsonl: 20 of 20 train examples have empty "
-                                         r"text, nothing to learn from; .*--text_column"):
+                                         r"text, nothing to learn from; .*`text_key`"):
         load_local_task("toy", empty, validation_file=full)
     nearly = write("nearly.jsonl", [""] * 18 + ["a", "b"])
     with pytest.raises(ValueError, match="18 of 20 train examples"):
