@@ -101,3 +101,14 @@ def test_no_import_cycles():
     for module in sorted(graph):
         visit(module)
     assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+def test_the_readme_map_names_every_room():
+    readme = open(os.path.join(os.path.dirname(PACKAGE), "README.md"), encoding="utf-8").read()
+    block = readme.split("## Package map", 1)[1].split("```")[1]
+    mapped = {line.split()[0].rstrip("/") for line in block.splitlines()
+              if line.startswith("  ") and not line.startswith("   ")}
+    rooms = {name for name in os.listdir(PACKAGE)
+             if os.path.isdir(os.path.join(PACKAGE, name)) and not name.startswith("__")}
+    assert rooms <= mapped, f"rooms missing from the README map: {sorted(rooms - mapped)}"
+    assert mapped - {"_compat.py"} <= rooms, f"mapped but absent: {sorted(mapped - rooms)}"
