@@ -1,7 +1,11 @@
 """Runs: the only room that reads configs, work directories and signals.
 
-- `distillation`: `run_distillation`, a resumable distillation run.
+- `distillation` (+ `distillation_config`, `distillation_metrics`): `run_distillation`.
 - `assistant`: the teacher -> assistant -> student route.
-- `checkpointing`, `distribute`: checkpoints with signals, strategies.
-- `study`: the objective study (baselines against MiniLM).
+- `finetuning` (+ `finetune_common`, `callbacks`): `run_finetune`; QA runs
+  `qa_finetuning.finetune_qa`.
+- `seq2seq`: `run_seq2seq`, generation fine-tuning.
+- `checkpointing`, `resume`, `distribute`: checkpoints with signals, resumable
+  `fit`, strategies.
+- `study` (+ `study_report`): the objective study (baselines against MiniLM).
 """
