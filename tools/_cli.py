@@ -131,6 +131,20 @@ def unknown_config_key(error: Exception) -> None:
     )
 
 
+# Errors a user can fix: a tool prints them as one line and exits with status 1.
+USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+               IsADirectoryError, PermissionError, NotImplementedError)
+
+
+def check_arguments(argv: list[str], required: tuple[str, ...]) -> None:
+    """`app.UsageError` for positional arguments or unset required flags."""
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    missing = [f"--{n}" for n in required if not getattr(flags.FLAGS, n)]
+    if missing:
+        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+
+
 def flag_message(error: Exception, renames: dict | None = None) -> str:
     """A library error in the tool's words: the arguments it names in
     backticks (`workdir`, `overwrite=True`) become the flags that set them

@@ -64,7 +64,7 @@ def main(argv):
     try:
         with workdirs.hold(FLAGS.workdir) as held:
             return _compare(held.root, models, seeds)
-    except finetune_tool.USER_ERRORS as e:
+    except _cli.USER_ERRORS as e:
         print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
         return 1
 
@@ -102,7 +102,7 @@ def _compare(workdir, models, seeds) -> int:
                 config.seed = seed
                 try:
                     report = run_finetune(config, log_fn=logging.info)
-                except finetune_tool.USER_ERRORS as e:
+                except _cli.USER_ERRORS as e:
                     print(f"error ({spec}): {e}", file=sys.stderr)
                     return 1
                 except RunInterrupted as e:

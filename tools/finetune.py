@@ -47,7 +47,7 @@ import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
 
@@ -172,17 +172,10 @@ def config_from_flags(model=None, workdir=None):
 FLAG_OF = {"text_key": "text_column", "text_pair_key": "text_pair_column",
            "label_key": "label_column", "extra": "task_option"}
 
-# Errors a user can fix: printed as one line, exit status 1.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               IsADirectoryError, PermissionError, NotImplementedError)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
-    if missing:
-        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+    _cli.check_arguments(argv, ("model", "task", "workdir"))
     from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetuned import REPORT_FILE
     from minilm_tf.training.finetuning import run_finetune
@@ -190,7 +183,7 @@ def main(argv):
     try:
         config = config_from_flags()
         report = run_finetune(config, log_fn=logging.info)
-    except (*USER_ERRORS, CheckpointWriteError) as e:
+    except (*_cli.USER_ERRORS, CheckpointWriteError) as e:
         print(f"error: {_cli.flag_message(e, FLAG_OF)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:

@@ -85,8 +85,6 @@ flags.DEFINE_bool("export_saved_model", False, "Also write <workdir>/saved_model
                   "`generate` signature and check it in a fresh process.")
 flags.DEFINE_bool("overwrite", False, "Replace a previous finished run in the workdir.")
 
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-               IsADirectoryError, PermissionError, NotImplementedError)
 
 
 def config_from_flags():
@@ -117,13 +115,7 @@ def export(report, config) -> dict:
 
 
 def main(argv):
-    from absl import app
-
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    missing = [f"--{n}" for n in ("model", "task", "workdir") if not getattr(FLAGS, n)]
-    if missing:
-        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
+    _cli.check_arguments(argv, ("model", "task", "workdir"))
     from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetuned import REPORT_FILE
     from minilm_tf.training.seq2seq import run_seq2seq
@@ -137,7 +129,7 @@ def main(argv):
                    "report": os.path.join(os.path.abspath(config.workdir), REPORT_FILE)}
         if FLAGS.export_saved_model:
             summary["saved_model"] = export(report, config)
-    except (*USER_ERRORS, CheckpointWriteError) as e:
+    except (*_cli.USER_ERRORS, CheckpointWriteError) as e:
         print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
