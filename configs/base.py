@@ -7,9 +7,9 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
     "hidden_mse" (last hidden states), "embedding_mse" (the teacher's pooled,
     normalised sentence embedding), "none" (no distillation: the initialised
     student), or a weighted sum such as "minilm+300*embedding_mse".
-  num_relation_heads: MiniLMv2 relation heads (0 = 48); ignored by v1.
-  student: num_layers, hidden_dim, num_heads, intermediate_dim (0 = teacher's
-    ratio), init ("random" | "teacher_layers": evenly spaced teacher layers |
+  num_relation_heads: MiniLMv2 relation heads (None = 48); ignored by v1.
+  student: num_layers, hidden_dim, num_heads, intermediate_dim (None = the
+    teacher's ratio), init ("random" | "teacher_layers": evenly spaced teacher layers |
     "teacher_bottom": the first ones; both need the teacher's widths), dropout.
   data: sources (comma-separated files/dirs/globs, tfds:NAME, and the built-in
     offline corpora builtin:bbc_news, builtin:speeches,
@@ -17,7 +17,7 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
     mode ("lines" | "documents"), text_field (JSONL/TFDS key), seq_length,
     sentence_pairs, heldout_fraction, shuffle_buffer, tokenization ("keras_hub"|"hf").
   train: batch_size (global), steps, learning_rate, warmup_steps, weight_decay,
-    clipnorm (0 = off), seed, log_every, checkpoint_every, precision
+    clipnorm (0 = off: no clipping), seed, log_every, checkpoint_every, precision
     ("float32" | "mixed_bfloat16" | "mixed_float16"), jit_compile ("auto" |
     "true" | "false"; auto = XLA, except on CPUs where TF uses oneDNN),
     fast_paths ("true" | "false" | "auto": trace the steps with
@@ -31,6 +31,7 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
 """
 
 import ml_collections
+from ml_collections import config_dict
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -38,13 +39,13 @@ def get_config() -> ml_collections.ConfigDict:
     config.teacher = "all-minilm-l6-v2"
     config.teacher_layer = -1
     config.objective = "minilm"
-    config.num_relation_heads = 0
+    config.num_relation_heads = config_dict.placeholder(int)
 
     config.student = ml_collections.ConfigDict()
     config.student.num_layers = 3
     config.student.hidden_dim = 384
     config.student.num_heads = 12
-    config.student.intermediate_dim = 0
+    config.student.intermediate_dim = config_dict.placeholder(int)
     config.student.init = "random"
     config.student.dropout = 0.1
 

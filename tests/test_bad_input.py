@@ -443,7 +443,8 @@ CASES = [
                                  "--config.train.steps=6"],
       "The loss became non-finite at step", slow=True),
     # tools/finetune.py
-    F("finetune-missing-workdir", ["--workdir="], "error: Missing required flags: --workdir"),
+    F("finetune-missing-workdir", ["--workdir="],
+      "error: Missing required settings (FinetuneConfig): --workdir."),
     F("finetune-bad-flag-value", ["--epochs=some"], "error: flag --epochs=some"),
     F("finetune-zero-epochs", ["--epochs", "0"], "epochs must be >= 1, got 0"),
     F("finetune-zero-lr", ["--learning_rate", "0"], "learning_rate must be > 0", slow=True),

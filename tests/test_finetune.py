@@ -479,5 +479,5 @@ def test_task_kind_seq2seq_runs_the_generation_tool_with_its_flags():
          "--task", "bbc_headlines", "--beam_size", "2"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]
-    assert "Missing required flags: --model, --workdir" in proc.stderr
+    assert "Missing required settings (Seq2SeqConfig): --model, --workdir." in proc.stderr
     assert "beam_size" not in proc.stderr

@@ -140,8 +140,11 @@ def test_nonfinite_loss_stops_with_message(tmp_path, corpus):
 def _config(**changes):
     config = demo_cpu.get_config()
     for dotted, value in changes.items():
-        section, key = dotted.split("__")
-        config[section][key] = value
+        *sections, key = dotted.split("__")
+        node = config
+        for section in sections:
+            node = node[section]
+        node[key] = value
     return config
 
 
@@ -179,6 +182,21 @@ def test_incompatible_resume_names_the_mismatch():
     new = _config(student__num_layers=4, data__seq_length=256).to_dict()
     with pytest.raises(ValueError, match="student.num_layers: 3 .* 4 now.*data.seq_length"):
         check_resume_compatible(saved, new)
+
+
+def test_unset_keys_are_none_and_old_runs_with_zero_still_resume():
+    new = demo_cpu.get_config().to_dict()
+    assert new["num_relation_heads"] is None and new["student"]["intermediate_dim"] is None
+    saved = demo_cpu.get_config().to_dict()
+    saved["num_relation_heads"] = 0  # how earlier versions wrote "unset"
+    saved["student"]["intermediate_dim"] = 0
+    check_resume_compatible(saved, new)
+    saved["num_relation_heads"] = 48
+    with pytest.raises(ValueError, match="num_relation_heads: 48 .* None now"):
+        check_resume_compatible(saved, new)
+    for key, value in (("num_relation_heads", 0), ("student__intermediate_dim", -1)):
+        with pytest.raises(ValueError, match="must be positive, or None"):
+            validate_config(_config(**{key: value}))
 
 
 def test_atomic_directory_leaves_nothing_on_failure(tmp_path):

@@ -90,15 +90,41 @@ def parse_config_flags(argv: list[str]) -> list[str]:
         unknown_config_key(e)
 
 
-def define_config(default: str, help_text: str):
+_KEYS_DOC = ["configs/base.py"]  # the recipe that lists every key, for error messages
+
+
+def recipe_path(path: str) -> str:
+    """`path` when it exists; else the recipe of that name in the installed
+    `configs` package (so tools work from any directory)."""
+    if os.path.exists(path) or not path.startswith("configs" + os.sep):
+        return path
+    import configs
+
+    return os.path.join(os.path.dirname(configs.__file__), path[len("configs" + os.sep):])
+
+
+def define_config(default: str, help_text: str, keys_doc: str = "configs/base.py"):
     """The `--config` recipe flag (ml_collections, locked: unknown keys are
-    errors). It reads the `--config.*` overrides from sys.argv right here."""
+    errors). It reads the `--config.*` overrides from sys.argv right here;
+    `keys_doc` is the recipe an unknown key's error points to."""
     from ml_collections import config_flags
 
+    _KEYS_DOC[0] = keys_doc
     try:
-        return config_flags.DEFINE_config_file("config", default, help_text, lock_config=True)
+        return config_flags.DEFINE_config_file("config", recipe_path(default), help_text,
+                                               lock_config=True)
     except (AttributeError, KeyError) as e:
         unknown_config_key(e)
+
+
+def override_from_flags(values: dict, flag_of: dict) -> dict:
+    """`values` (a recipe's `to_dict()`) with every flag of `flag_of`
+    ({key: flag name}) that the command line set (flags default to None)."""
+    for key, name in flag_of.items():
+        value = getattr(flags.FLAGS, name)
+        if value is not None:
+            values[key] = value
+    return values
 
 
 def unknown_config_key(error: Exception) -> None:
@@ -127,7 +153,7 @@ def unknown_config_key(error: Exception) -> None:
         "error: unknown config key "
         + ", ".join(f"--config.{b}" if b in overrides else repr(b) for b in dict.fromkeys(bad))
         + (f' (did you mean "{suggestion.group(1)}"?)' if suggestion else "")
-        + "; configs/base.py lists every valid key."
+        + f"; {_KEYS_DOC[0]} lists every valid key."
     )
 
 

@@ -5,7 +5,8 @@ r"""Fine-tune a teacher and its students on one task and compare them.
       --workdir runs/compare_rt --epochs 3
 
 The first model is the teacher. Each model is fine-tuned with the same
-settings (all tools/finetune.py flags apply, except --model and --seed) into
+settings (the --config recipe and all tools/finetune.py flags apply, except
+--model and --seed) into
 <workdir>/runs/<i>-<name>/ (with --seeds: <workdir>/runs/<i>-<name>/seed<S>/),
 then a table is printed and saved as
 <workdir>/compare.json and <workdir>/compare.md, with a bar chart
@@ -32,7 +33,7 @@ from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
 
-import finetune as finetune_tool  # noqa: E402  (tools/finetune.py: defines the shared flags)
+import _finetune_flags  # tools/_finetune_flags.py: the fine-tuning recipe and flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Comma-separated model specs; the first is the teacher.")
@@ -65,7 +66,7 @@ def main(argv):
         with workdirs.hold(FLAGS.workdir) as held:
             return _compare(held.root, models, seeds)
     except _cli.USER_ERRORS as e:
-        print(f"error: {_cli.flag_message(e)}", file=sys.stderr)
+        print(f"error: {_cli.flag_message(e, _finetune_flags.RENAMES)}", file=sys.stderr)
         return 1
 
 
@@ -89,7 +90,7 @@ def _compare(workdir, models, seeds) -> int:
     for i, spec in enumerate(models):
         model_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
         reports = []
-        for seed in seeds or [FLAGS.seed]:
+        for seed in seeds or [None]:  # None: the recipe's (or --seed's) seed
             run_dir = os.path.join(model_dir, f"seed{seed}") if seeds else model_dir
             report_path = os.path.join(run_dir, REPORT_FILE)
             if FLAGS.reuse_runs and os.path.exists(report_path):
@@ -97,9 +98,11 @@ def _compare(workdir, models, seeds) -> int:
                 with open(report_path, encoding="utf-8") as f:
                     report = json.load(f)
             else:
-                logging.info("[%d/%d] fine-tuning %s (seed %d)", i + 1, len(models), spec, seed)
-                config = finetune_tool.config_from_flags(spec, run_dir)
-                config.seed = seed
+                config = _finetune_flags.config_from_flags(spec, run_dir)
+                if seed is not None:
+                    config.seed = seed
+                logging.info("[%d/%d] fine-tuning %s (seed %d)", i + 1, len(models), spec,
+                             config.seed)
                 try:
                     report = run_finetune(config, log_fn=logging.info)
                 except _cli.USER_ERRORS as e:
@@ -125,4 +128,4 @@ def _compare(workdir, models, seeds) -> int:
     return 0
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, flags_parser=_cli.parse_config_flags)

@@ -36,7 +36,10 @@ stopped by SIGTERM/SIGINT (exit status 130), SIGKILL or a crash resumes when
 the same command is run again: checkpoints are written at every epoch end and
 on SIGTERM/SIGINT (minilm_tf/training/resume.py).
 
-Defaults follow the BERT / MiniLM fine-tuning grids: AdamW (weight decay
+Settings come from a recipe, --config (default configs/finetune_base.py;
+configs/finetune_cpu_quick.py is sized for a 2-core CPU); --config.KEY=VALUE
+or the named flags override its keys. Its defaults follow the BERT / MiniLM
+fine-tuning grids: AdamW (weight decay
 0.01), 10% linear warm-up then linear decay, learning rate 5e-5 (grid
 2e-5..5e-5; small models prefer the top of it), batch 32, 3 epochs (the
 MiniLM paper used up to 10 for small tasks), sequence length 128, early
@@ -47,144 +50,22 @@ import json
 import os
 import sys
 
-from absl import flags, logging
+from absl import logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
-
-FLAGS = flags.FLAGS
-
-flags.DEFINE_string("model", None, "Model spec: all-minilm-l6-v2, a Hugging Face BERT dir, "
-                    "a keras-hub preset dir (students) or a keras-hub preset name.")
-flags.DEFINE_string("task", None, "Task: rotten_tomatoes, bbc_news, a GLUE task (sst2, "
-                    "glue/mnli, ...), squad/squad_v2 (QA), or any name with --train_file.")
-flags.DEFINE_string("workdir", None, "Output directory (created; must not hold a previous run).")
-flags.DEFINE_enum("task_kind", None, ["classification", "regression", "qa", "seq2seq"],
-                  "Task kind for local-file tasks (default classification); must match "
-                  "known tasks. seq2seq (generation) runs tools/finetune_seq2seq.py, "
-                  "whose flags it then takes.")
-flags.DEFINE_string("train_file", None, "Local train file (.tsv GLUE-style, .csv, .jsonl).")
-flags.DEFINE_string("validation_file", None, "Local validation file (default: 10% of train).")
-flags.DEFINE_string("test_file", None, "Local test file (labels optional).")
-flags.DEFINE_enum("file_format", None, ["tsv", "csv", "jsonl"],
-                  "Format of the local files (default: from the extension).")
-flags.DEFINE_string("text_column", None, "Text column/key (default: text, sentence, "
-                    "sentence1, question, premise, ...).")
-flags.DEFINE_string("text_pair_column", None, "Second-text column/key (default: text_pair, "
-                    "sentence2, hypothesis, ...; none for single sentences).")
-flags.DEFINE_string("label_column", None, "Label column/key (default: label, gold_label, ...).")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir for GLUE tasks.")
-flags.DEFINE_bool("tfds_download", True, "Let TFDS download/prepare GLUE if missing.")
-flags.DEFINE_integer("epochs", 3, "Training epochs (MiniLM used up to 10 on small tasks).")
-flags.DEFINE_integer("batch_size", 32, "Training batch size.")
-flags.DEFINE_integer("eval_batch_size", 64, "Evaluation / latency batch size.")
-flags.DEFINE_float("learning_rate", 5e-5, "Peak learning rate (grid 2e-5..5e-5).")
-flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay (not on biases/LayerNorm).")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear warm-up.")
-flags.DEFINE_integer("sequence_length", None, "Max tokens per example (default 128; QA: "
-                     "the QA module's default).")
-flags.DEFINE_float("dropout", 0.1, "Dropout before the classification layer.")
-flags.DEFINE_integer("early_stopping_patience", 2, "Stop after this many epochs without "
-                     "validation improvement (0: never stop early). The best epoch is "
-                     "always restored.")
-flags.DEFINE_integer("seed", 0, "Random seed (weights init of the head, shuffling, "
-                     "subsampling).")
-flags.DEFINE_integer("max_train_examples", None, "Subsample train (seeded) for quick runs.")
-flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test (seeded).")
-flags.DEFINE_integer("log_every", 50, "Training progress line every N steps (and at each "
-                     "epoch's end).")
-flags.DEFINE_integer("latency_examples", 256, "Examples timed for latency (0: skip).")
-flags.DEFINE_bool("save_model", True, "Save the fine-tuned model under the workdir.")
-flags.DEFINE_bool("overwrite", False, "Replace a previous run's outputs in the workdir.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy (classification/regression tasks).")
-flags.DEFINE_string("tpu_address", "", "TPU name or grpc:// address for --strategy=tpu.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy.")
-flags.DEFINE_enum("jit_compile", "auto", ["auto", "true", "false"],
-                  "XLA-compile the train and predict steps; auto: on, except on "
-                  "CPUs where TensorFlow uses oneDNN (AVX-512 and newer).")
-flags.DEFINE_enum("fast_paths", "auto", ["auto", "true", "false"],
-                  "Trace the steps with minilm_tf.layers.fast_paths; auto: only steps "
-                  "that are not XLA-compiled.")
-flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
-                          "the task, e.g. QA's doc_stride=128); values parsed as JSON "
-                          "when possible.")
-
-
-def _parse_task_options(items):
-    out = {}
-    for item in items:
-        if "=" not in item:
-            raise ValueError(f"--task_option {item!r}: expected KEY=VALUE.")
-        key, value = item.split("=", 1)
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
-
-
-def config_from_flags(model=None, workdir=None):
-    """A FinetuneConfig from the flags (tools/compare.py reuses it)."""
-    from minilm_tf.training.finetune_common import FinetuneConfig
-
-    patience = FLAGS.early_stopping_patience
-    return FinetuneConfig(
-        model=model or FLAGS.model,
-        task=FLAGS.task,
-        workdir=workdir or FLAGS.workdir,
-        task_kind=FLAGS.task_kind,
-        train_file=FLAGS.train_file,
-        validation_file=FLAGS.validation_file,
-        test_file=FLAGS.test_file,
-        file_format=FLAGS.file_format,
-        text_key=FLAGS.text_column,
-        text_pair_key=FLAGS.text_pair_column,
-        label_key=FLAGS.label_column,
-        tfds_data_dir=FLAGS.tfds_data_dir,
-        tfds_download=FLAGS.tfds_download,
-        epochs=FLAGS.epochs,
-        batch_size=FLAGS.batch_size,
-        eval_batch_size=FLAGS.eval_batch_size,
-        learning_rate=FLAGS.learning_rate,
-        weight_decay=FLAGS.weight_decay,
-        warmup_ratio=FLAGS.warmup_ratio,
-        sequence_length=FLAGS.sequence_length,
-        dropout=FLAGS.dropout,
-        early_stopping_patience=patience if patience and patience > 0 else None,
-        seed=FLAGS.seed,
-        max_train_examples=FLAGS.max_train_examples,
-        max_eval_examples=FLAGS.max_eval_examples,
-        log_every=FLAGS.log_every,
-        latency_examples=FLAGS.latency_examples,
-        save_model=FLAGS.save_model,
-        overwrite=FLAGS.overwrite,
-        strategy=FLAGS.strategy,
-        tpu_address=FLAGS.tpu_address,
-        precision=FLAGS.precision,
-        jit_compile=FLAGS.jit_compile,
-        fast_paths={"auto": None, "true": True, "false": False}[FLAGS.fast_paths],
-        extra=_parse_task_options(FLAGS.task_option),
-    )
-
-
-# FinetuneConfig fields whose flags have other names (for error messages).
-FLAG_OF = {"text_key": "text_column", "text_pair_key": "text_pair_column",
-           "label_key": "label_column", "extra": "task_option"}
-
-
+import _finetune_flags  # tools/_finetune_flags.py: the recipe and the flags
 
 def main(argv):
-    _cli.check_arguments(argv, ("model", "task", "workdir"))
+    _cli.check_arguments(argv, ())
     from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetuned import REPORT_FILE
     from minilm_tf.training.finetuning import run_finetune
 
     try:
-        config = config_from_flags()
+        config = _finetune_flags.config_from_flags()
         report = run_finetune(config, log_fn=logging.info)
     except (*_cli.USER_ERRORS, CheckpointWriteError) as e:
-        print(f"error: {_cli.flag_message(e, FLAG_OF)}", file=sys.stderr)
+        print(f"error: {_cli.flag_message(e, _finetune_flags.RENAMES)}", file=sys.stderr)
         return 1
     except RunInterrupted as e:
         logging.warning("%s", e)
@@ -215,4 +96,4 @@ if __name__ == "__main__":
     generation = seq2seq_arguments(sys.argv[1:])
     if generation is not None:
         os.execv(sys.executable, [sys.executable, SEQ2SEQ_TOOL, *generation])
-    _cli.run(main)
+    _cli.run(main, flags_parser=_cli.parse_config_flags)

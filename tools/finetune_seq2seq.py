@@ -27,9 +27,11 @@ generated tokens/s, the decoding settings), samples.jsonl and model/
 <workdir>/saved_model/ with a `generate` signature (strings in, strings out),
 checked in a fresh process. Rerunning the same command after a kill resumes
 from the newest checkpoint.
+
+Settings come from a recipe, --config (default configs/seq2seq_base.py, which
+holds every default); --config.KEY=VALUE or the named flags override its keys.
 """
 
-import dataclasses
 import json
 import os
 import sys
@@ -39,6 +41,10 @@ from absl import flags, logging
 import _cli  # tools/_cli.py: one error line for bad flags
 
 FLAGS = flags.FLAGS
+CONFIG = _cli.define_config(
+    "configs/seq2seq_base.py", "Seq2seq fine-tuning recipe (configs/seq2seq_*.py); "
+    "--config.KEY=VALUE overrides a key; the named flags below override it too.",
+    keys_doc="configs/seq2seq_base.py")
 
 flags.DEFINE_string("model", None, "Model spec: all-minilm-l6-v2, a Hugging Face BERT/RoBERTa "
                     "dir, a keras-hub preset dir (students) or a keras-hub preset name.")
@@ -50,49 +56,51 @@ flags.DEFINE_string("train_file", None, "Local train file (.jsonl; .json: SQuAD 
 flags.DEFINE_string("validation_file", None, "Local validation file (default: last 10% of "
                     "train).")
 flags.DEFINE_string("test_file", None, "Local test file.")
-flags.DEFINE_string("source_key", "source", "JSON lines key of the source text.")
-flags.DEFINE_string("target_key", "target", "JSON lines key of the target text.")
+flags.DEFINE_string("source_key", None, "JSON lines key of the source text.")
+flags.DEFINE_string("target_key", None, "JSON lines key of the target text.")
 flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
-flags.DEFINE_bool("tfds_download", True, "Let TFDS download/prepare missing datasets.")
-flags.DEFINE_integer("max_source_length", 256, "Source tokens (special tokens included).")
-flags.DEFINE_integer("max_target_length", 32, "Target tokens (the end token included).")
-flags.DEFINE_integer("epochs", 3, "Training epochs.")
-flags.DEFINE_integer("batch_size", 16, "Training batch size.")
-flags.DEFINE_integer("eval_batch_size", 32, "Decoding batch size.")
-flags.DEFINE_float("learning_rate", 1e-4, "Peak learning rate.")
-flags.DEFINE_float("weight_decay", 0.01, "AdamW weight decay.")
-flags.DEFINE_float("warmup_ratio", 0.1, "Fraction of steps with linear warm-up.")
-flags.DEFINE_float("clipnorm", 1.0, "Global gradient-norm clipping.")
-flags.DEFINE_float("label_smoothing", 0.1, "Label smoothing (s2s-ft uses 0.1).")
-flags.DEFINE_integer("seed", 0, "Random seed (head init, shuffling, subsampling).")
+flags.DEFINE_bool("tfds_download", None, "Let TFDS download/prepare missing datasets.")
+flags.DEFINE_integer("max_source_length", None, "Source tokens (special tokens included).")
+flags.DEFINE_integer("max_target_length", None, "Target tokens (the end token included).")
+flags.DEFINE_integer("epochs", None, "Training epochs.")
+flags.DEFINE_integer("batch_size", None, "Training batch size.")
+flags.DEFINE_integer("eval_batch_size", None, "Decoding batch size.")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
+flags.DEFINE_float("weight_decay", None, "AdamW weight decay.")
+flags.DEFINE_float("warmup_ratio", None, "Fraction of steps with linear warm-up.")
+flags.DEFINE_float("clipnorm", None, "Global gradient-norm clipping.")
+flags.DEFINE_float("label_smoothing", None, "Label smoothing (s2s-ft uses 0.1).")
+flags.DEFINE_integer("seed", None, "Random seed (head init, shuffling, subsampling).")
 flags.DEFINE_integer("max_train_examples", None, "Subsample train (seeded).")
 flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test.")
-flags.DEFINE_integer("beam_size", 1, "Beam size (1: greedy).")
-flags.DEFINE_float("length_penalty", 1.0, "Beam ranking: log p / length ** this.")
-flags.DEFINE_integer("min_length", 0, "Generated tokens before the end token may come.")
+flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy).")
+flags.DEFINE_float("length_penalty", None, "Beam ranking: log p / length ** this.")
+flags.DEFINE_integer("min_length", None, "Generated tokens before the end token may come.")
 flags.DEFINE_integer("max_length", None, "Generated tokens at most (default "
                      "--max_target_length).")
-flags.DEFINE_integer("no_repeat_ngram_size", 0, "Forbid repeating n-grams of this size "
+flags.DEFINE_integer("no_repeat_ngram_size", None, "Forbid repeating n-grams of this size "
                      "(0: off).")
-flags.DEFINE_integer("num_samples", 20, "Predictions per split written to samples.jsonl.")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker", "tpu"],
+flags.DEFINE_integer("num_samples", None, "Predictions per split written to samples.jsonl.")
+flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
                   "tf.distribute strategy.")
-flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_float16"],
+flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
                   "Keras mixed-precision policy.")
-flags.DEFINE_integer("log_every", 50, "Training progress line every N steps.")
-flags.DEFINE_bool("save_model", True, "Save the model under <workdir>/model.")
-flags.DEFINE_bool("export_saved_model", False, "Also write <workdir>/saved_model with a "
+flags.DEFINE_integer("log_every", None, "Training progress line every N steps.")
+flags.DEFINE_bool("save_model", None, "Save the model under <workdir>/model.")
+flags.DEFINE_bool("export_saved_model", None, "Also write <workdir>/saved_model with a "
                   "`generate` signature and check it in a fresh process.")
-flags.DEFINE_bool("overwrite", False, "Replace a previous finished run in the workdir.")
+flags.DEFINE_bool("overwrite", None, "Replace a previous finished run in the workdir.")
 
 
 
 def config_from_flags():
-    """A Seq2SeqConfig from the flags (tools/finetune.py can reuse it)."""
+    """The Seq2SeqConfig of the recipe and the flags."""
     from minilm_tf.training.seq2seq import Seq2SeqConfig
+    from minilm_tf.utils.configs import from_config_dict
 
-    names = [f.name for f in dataclasses.fields(Seq2SeqConfig)]
-    return Seq2SeqConfig(**{n: getattr(FLAGS, n) for n in names})
+    values = CONFIG.value.to_dict()
+    _cli.override_from_flags(values, {n: n for n in values if n in FLAGS and n != "config"})
+    return from_config_dict(Seq2SeqConfig, values)
 
 
 def export(report, config) -> dict:
@@ -115,7 +123,7 @@ def export(report, config) -> dict:
 
 
 def main(argv):
-    _cli.check_arguments(argv, ("model", "task", "workdir"))
+    _cli.check_arguments(argv, ())
     from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
     from minilm_tf.tasks.finetuned import REPORT_FILE
     from minilm_tf.training.seq2seq import run_seq2seq
@@ -140,4 +148,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    _cli.run(main)
+    _cli.run(main, flags_parser=_cli.parse_config_flags)

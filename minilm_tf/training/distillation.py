@@ -165,7 +165,7 @@ def _build_models(run: _Run) -> None:
             num_layers=student_cfg["num_layers"],
             hidden_dim=student_cfg["hidden_dim"],
             num_heads=student_cfg["num_heads"],
-            intermediate_dim=student_cfg["intermediate_dim"] or None,
+            intermediate_dim=student_cfg["intermediate_dim"],
             init=student_cfg["init"],
             dropout=student_cfg["dropout"],
             seed=train["seed"],
@@ -181,7 +181,7 @@ def _build_distiller(run: _Run) -> tf.train.Checkpoint:
             run.student,
             objective=config["objective"],
             teacher_layer=config["teacher_layer"],
-            num_relation_heads=config["num_relation_heads"] or None,
+            num_relation_heads=config["num_relation_heads"],
             fast_paths=FAST_PATHS[str(train.get("fast_paths", "true")).lower()],
         )
         optimizer = make_adamw(
@@ -277,7 +277,7 @@ def _reference_loss(run: _Run, heldout_ds):
             run.student,
             objective=config["objective"],
             teacher_layer=config["eval"]["reference_teacher_layer"],
-            num_relation_heads=config["num_relation_heads"] or None,
+            num_relation_heads=config["num_relation_heads"],
         )
         reference.compile()
     return run.evaluate(reference, heldout_ds)

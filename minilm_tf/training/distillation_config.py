@@ -31,10 +31,17 @@ _IDENTITY_KEYS = (
 )
 
 
+# Keys where runs saved by earlier versions wrote 0 for "unset" (now None).
+_ZERO_MEANT_UNSET = (("num_relation_heads",), ("student", "intermediate_dim"))
+
+
 def _get(config: Mapping, path: tuple[str, ...]) -> Any:
+    value = config
     for key in path:
-        config = config[key]
-    return config
+        value = value[key]
+    if path in _ZERO_MEANT_UNSET and value == 0:
+        return None
+    return value
 
 
 def config_to_dict(config: Any) -> dict:
@@ -67,6 +74,12 @@ def validate_config(config: Mapping) -> None:
                          f"got {train['fast_paths']!r}.")
     if train["precision"] not in PRECISIONS:
         raise ValueError(f"train.precision must be one of {PRECISIONS}, got {train['precision']!r}.")
+    for name, value in (("num_relation_heads", config["num_relation_heads"]),
+                        ("student.intermediate_dim", config["student"]["intermediate_dim"])):
+        if value is not None and not value > 0:
+            raise ValueError(f"{name} must be positive, or None for the default; got {value}.")
+    if train["clipnorm"] is not None and train["clipnorm"] < 0:
+        raise ValueError(f"train.clipnorm must be >= 0 (0: no clipping), got {train['clipnorm']}.")
     parse_objective(config["objective"])
     if config["student"]["init"] not in INITS:
         raise ValueError(f"student.init must be one of {INITS}, got {config['student']['init']!r}.")
