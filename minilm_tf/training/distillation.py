@@ -50,11 +50,10 @@ from minilm_tf.training.distillation_metrics import (
     plot_losses,
     truncate_metrics,
 )
-from minilm_tf.training.distribute import is_chief, make_strategy, resolve_jit_compile
-from minilm_tf.utils import workdir as workdirs
+from minilm_tf.training.distribute import (hold_for_worker, is_chief, make_strategy,
+                                           resolve_jit_compile)
 from minilm_tf.utils.fileio import atomic_directory, atomic_write_json
 
-CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "run_config.json"
 HELDOUT_BEFORE_FILE = "heldout_before.json"
@@ -78,13 +77,8 @@ def run_distillation(config: Mapping, workdir: str) -> dict:
     keras.mixed_precision.set_global_policy(train["precision"])
     strategy = make_strategy(train["strategy"], train.get("tpu_address", ""))
     chief = is_chief(strategy)
-    # Every worker must save; only the chief's checkpoints are kept, the
-    # others go to .worker_<id>/, each worker holding its own lock.
-    worker = "" if chief else f".worker_{strategy.cluster_resolver.task_id}"
-    with workdirs.hold(workdir, temporaries_in=(worker, worker or CHECKPOINT_DIR),
-                       lock_file=f"{worker}.lock" if worker else workdirs.LOCK_FILE) as held:
-        return _run_distillation(config, held.root, strategy, chief,
-                                 held.path(worker or CHECKPOINT_DIR))
+    with hold_for_worker(workdir, strategy) as (held, checkpoint_dir):
+        return _run_distillation(config, held.root, strategy, chief, checkpoint_dir)
 
 
 @dataclasses.dataclass

@@ -1,12 +1,18 @@
-"""Choosing a `tf.distribute` strategy by name, and XLA for the devices at hand."""
+"""Choosing a `tf.distribute` strategy by name, XLA for the devices at hand,
+and where each worker of a cluster keeps its checkpoints."""
 
+import contextlib
 import json
 import os
 import socket
+from typing import Iterator, Tuple
 
 import tensorflow as tf
 
 from minilm_tf import _compat
+from minilm_tf.utils import workdir as workdirs
+
+CHECKPOINT_DIR = "checkpoints"
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 JIT_CHOICES = ("auto", "true", "false")
@@ -102,3 +108,27 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
         and resolver.task_id == 0
         and "chief" not in resolver.cluster_spec().as_dict()
     )
+
+
+def worker_dir(strategy: tf.distribute.Strategy) -> str:
+    """"" for the chief (and every single-process run); ".worker_<id>" for the
+    other workers of a cluster."""
+    return "" if is_chief(strategy) else f".worker_{strategy.cluster_resolver.task_id}"
+
+
+@contextlib.contextmanager
+def hold_for_worker(path: str, strategy: tf.distribute.Strategy
+                    ) -> Iterator[Tuple[workdirs.Workdir, str]]:
+    """Holds the run's work directory for this process (`workdirs.hold`);
+    yields it and this worker's checkpoint directory.
+
+    Saving a checkpoint is collective: every worker of a cluster must save.
+    The chief's checkpoints are the run's, `<path>/checkpoints`; another
+    worker's go to `<path>/.worker_<id>/checkpoints`, under a lock of its own,
+    so that workers sharing a file system never write over each other.
+    """
+    worker = worker_dir(strategy)
+    checkpoints = os.path.join(worker, CHECKPOINT_DIR)
+    with workdirs.hold(path, temporaries_in=(worker, checkpoints),
+                       lock_file=f"{worker}.lock" if worker else workdirs.LOCK_FILE) as held:
+        yield held, held.path(checkpoints)

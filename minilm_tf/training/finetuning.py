@@ -42,7 +42,7 @@ from minilm_tf.tasks.classification.model import (
 from minilm_tf.tasks.latency import measure_latency
 from minilm_tf.training import qa_finetuning, resume
 from minilm_tf.training.callbacks import ValidationMetricCallback
-from minilm_tf.training.distribute import is_chief, make_strategy, resolve_jit_compile
+from minilm_tf.training.distribute import hold_for_worker, make_strategy, resolve_jit_compile
 from minilm_tf.training.finetune_common import (
     FinetuneConfig,
     clear_previous_run,
@@ -53,7 +53,6 @@ from minilm_tf.training.finetune_common import (
     uses_fast_paths,
 )
 from minilm_tf.utils import fileio
-from minilm_tf.utils import workdir as workdirs
 from minilm_tf.utils.versions import library_versions
 
 logger = logging.getLogger(__name__)
@@ -82,13 +81,8 @@ def run_finetune(config: FinetuneConfig, encoder: Optional[LoadedEncoder] = None
     keras.mixed_precision.set_global_policy(config.precision)
     t_start = time.perf_counter()
     kind = task_kind(config.task, config.task_kind)
-    # Every worker saves; the copies are kept apart, each with its own lock.
-    worker = "" if is_chief(strategy) else f".worker_{strategy.cluster_resolver.task_id}"
-    checkpoints = os.path.join(worker, resume.CHECKPOINT_DIR)
-    with workdirs.hold(config.workdir, temporaries_in=(worker, checkpoints),
-                       lock_file=f"{worker}.lock" if worker else workdirs.LOCK_FILE) as held:
+    with hold_for_worker(config.workdir, strategy) as (held, checkpoint_dir):
         clear_previous_run(held.root, config.overwrite)
-        checkpoint_dir = held.path(checkpoints)
         keras.utils.set_random_seed(config.seed)
         resume.check_config(checkpoint_dir, config_dict(config))
         if kind != classification_data.QA and data is None:  # data errors before the model loads

@@ -33,8 +33,8 @@ import tensorflow as tf
 from minilm_tf.layers.fast_paths import fast_paths as fast_paths_of
 from minilm_tf.utils import fileio
 from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, save_checkpoint, seed_states
+from minilm_tf.training.distribute import CHECKPOINT_DIR  # noqa: F401  (re-exported)
 
-CHECKPOINT_DIR = "checkpoints"
 STATE_FILE = "state.json"
 CONFIG_FILE = "finetune_config.json"
 

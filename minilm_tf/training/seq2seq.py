@@ -46,8 +46,8 @@ from minilm_tf.tasks.generation.losses import SmoothedTokenCrossEntropy
 from minilm_tf.tasks.generation.metrics import generation_metrics
 from minilm_tf.tasks.generation.model import Seq2SeqLM
 from minilm_tf.training import resume
-from minilm_tf.training.distribute import make_strategy
-from minilm_tf.utils import fileio, workdir
+from minilm_tf.training.distribute import hold_for_worker, make_strategy
+from minilm_tf.utils import fileio
 from minilm_tf.utils.versions import library_versions
 
 SAMPLES_FILE = "samples.jsonl"
@@ -258,12 +258,12 @@ def run_seq2seq(config: Seq2SeqConfig,
     """Load -> build -> fit -> evaluate -> save -> report (see the module doc)."""
     t_start = time.perf_counter()
     previous_policy = keras.mixed_precision.global_policy()
-    with workdir.hold(config.workdir, temporaries_in=("", resume.CHECKPOINT_DIR)) as wd:
+    # Before any other TensorFlow op (MultiWorkerMirroredStrategy needs that).
+    strategy = make_strategy(config.strategy)
+    with hold_for_worker(config.workdir, strategy) as (wd, checkpoints):
         _clear_previous(wd, config.overwrite)
-        checkpoints = wd.path(resume.CHECKPOINT_DIR)
         resume.check_config(checkpoints, _identity(config))
         splits = load_data(config, log_fn)
-        strategy = make_strategy(config.strategy)
         steps = math.ceil(len(splits["train"]) / config.batch_size) * config.epochs
         keras.mixed_precision.set_global_policy(config.precision)
         try:
