@@ -39,6 +39,7 @@ import sys
 from absl import flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
+import _run_flags  # tools/_run_flags.py: the flags every fine-tuning tool shares
 
 FLAGS = flags.FLAGS
 CONFIG = _cli.define_config(
@@ -46,33 +47,18 @@ CONFIG = _cli.define_config(
     "--config.KEY=VALUE overrides a key; the named flags below override it too.",
     keys_doc="configs/seq2seq_base.py")
 
-flags.DEFINE_string("model", None, "Model spec: all-minilm-l6-v2, a Hugging Face BERT/RoBERTa "
-                    "dir, a keras-hub preset dir (students) or a keras-hub preset name.")
-flags.DEFINE_string("task", None, "bbc_headlines, xsum, cnn_dailymail, squad_qg, or any name "
-                    "with --train_file.")
-flags.DEFINE_string("workdir", None, "Output directory.")
-flags.DEFINE_string("train_file", None, "Local train file (.jsonl; .json: SQuAD format, for "
-                    "question generation).")
-flags.DEFINE_string("validation_file", None, "Local validation file (default: last 10% of "
-                    "train).")
-flags.DEFINE_string("test_file", None, "Local test file.")
+_run_flags.define_common(
+    model_help="Model spec: all-minilm-l6-v2, a Hugging Face BERT/RoBERTa dir, a keras-hub "
+    "preset dir (students) or a keras-hub preset name.",
+    task_help="bbc_headlines, xsum, cnn_dailymail, squad_qg, or any name with --train_file.",
+    train_file_help="Local train file (.jsonl; .json: SQuAD format, for question generation).")
+
 flags.DEFINE_string("source_key", None, "JSON lines key of the source text.")
 flags.DEFINE_string("target_key", None, "JSON lines key of the target text.")
-flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.")
-flags.DEFINE_bool("tfds_download", None, "Let TFDS download/prepare missing datasets.")
 flags.DEFINE_integer("max_source_length", None, "Source tokens (special tokens included).")
 flags.DEFINE_integer("max_target_length", None, "Target tokens (the end token included).")
-flags.DEFINE_integer("epochs", None, "Training epochs.")
-flags.DEFINE_integer("batch_size", None, "Training batch size.")
-flags.DEFINE_integer("eval_batch_size", None, "Decoding batch size.")
-flags.DEFINE_float("learning_rate", None, "Peak learning rate.")
-flags.DEFINE_float("weight_decay", None, "AdamW weight decay.")
-flags.DEFINE_float("warmup_ratio", None, "Fraction of steps with linear warm-up.")
 flags.DEFINE_float("clipnorm", None, "Global gradient-norm clipping.")
 flags.DEFINE_float("label_smoothing", None, "Label smoothing (s2s-ft uses 0.1).")
-flags.DEFINE_integer("seed", None, "Random seed (head init, shuffling, subsampling).")
-flags.DEFINE_integer("max_train_examples", None, "Subsample train (seeded).")
-flags.DEFINE_integer("max_eval_examples", None, "Subsample validation/test.")
 flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy).")
 flags.DEFINE_float("length_penalty", None, "Beam ranking: log p / length ** this.")
 flags.DEFINE_integer("min_length", None, "Generated tokens before the end token may come.")
@@ -81,15 +67,8 @@ flags.DEFINE_integer("max_length", None, "Generated tokens at most (default "
 flags.DEFINE_integer("no_repeat_ngram_size", None, "Forbid repeating n-grams of this size "
                      "(0: off).")
 flags.DEFINE_integer("num_samples", None, "Predictions per split written to samples.jsonl.")
-flags.DEFINE_enum("strategy", None, ["default", "mirrored", "multi_worker", "tpu"],
-                  "tf.distribute strategy.")
-flags.DEFINE_enum("precision", None, ["float32", "mixed_bfloat16", "mixed_float16"],
-                  "Keras mixed-precision policy.")
-flags.DEFINE_integer("log_every", None, "Training progress line every N steps.")
-flags.DEFINE_bool("save_model", None, "Save the model under <workdir>/model.")
 flags.DEFINE_bool("export_saved_model", None, "Also write <workdir>/saved_model with a "
                   "`generate` signature and check it in a fresh process.")
-flags.DEFINE_bool("overwrite", None, "Replace a previous finished run in the workdir.")
 
 
 
