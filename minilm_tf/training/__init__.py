@@ -6,6 +6,6 @@
   `qa_finetuning.finetune_qa`.
 - `seq2seq`: `run_seq2seq`, generation fine-tuning.
 - `checkpointing`, `resume`, `distribute`: checkpoints with signals, resumable
-  `fit`, strategies.
+  `fit`, strategies and each worker's checkpoint directory.
 - `study` (+ `study_report`): the objective study (baselines against MiniLM).
 """

@@ -1,1 +1,2 @@
-"""Files and directories: atomic writes, work directories, packaged data."""
+"""Files and directories: atomic writes, work directories, packaged data;
+run settings as ConfigDict recipes (`configs`)."""
