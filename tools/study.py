@@ -28,6 +28,7 @@ import sys
 from absl import app, flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
+from configs import finetune_cpu_quick
 from minilm_tf.training.checkpointing import CheckpointWriteError, RunInterrupted
 from minilm_tf.training.study import Study, StudyConfig, parse_rows, parse_tasks
 
@@ -43,23 +44,26 @@ flags.DEFINE_list("seeds", ["0", "1", "2"], "Fine-tuning seeds.")
 flags.DEFINE_integer("steps", None, "Distillation steps per row (default: the recipe's).")
 flags.DEFINE_list("budgets", [], "Distillation steps of the curve (with --curve_row).")
 flags.DEFINE_string("curve_row", None, "The OBJECTIVE/INIT row of the curve.")
-flags.DEFINE_integer("epochs", 2, "Fine-tuning epochs.")
-flags.DEFINE_integer("sequence_length", 64, "Fine-tuning sequence length.")
-flags.DEFINE_integer("max_train_examples", 2000, "Fine-tuning train cap per task (seeded).")
-flags.DEFINE_float("learning_rate", 1e-4, "Fine-tuning peak learning rate.")
+# Fine-tuning: configs/finetune_cpu_quick.py's settings unless these flags say otherwise.
+FINETUNE_KEYS = ("epochs", "sequence_length", "max_train_examples", "learning_rate")
+flags.DEFINE_integer("epochs", None, "Fine-tuning epochs (default 2).")
+flags.DEFINE_integer("sequence_length", None, "Fine-tuning sequence length (default 64).")
+flags.DEFINE_integer("max_train_examples", None, "Fine-tuning train cap per task, seeded "
+                     "(default 2,000).")
+flags.DEFINE_float("learning_rate", None, "Fine-tuning peak learning rate (default 1e-4).")
 
 
 def _config() -> StudyConfig:
     recipe = _CONFIG.value
+    quick = finetune_cpu_quick.get_config()
     return StudyConfig(
         distill=recipe,
         rows=parse_rows(FLAGS.rows),
         tasks=parse_tasks(FLAGS.tasks),
         seeds=[int(s) for s in FLAGS.seeds],
         steps=FLAGS.steps or recipe.train.steps,
-        finetune={"epochs": FLAGS.epochs, "sequence_length": FLAGS.sequence_length,
-                  "max_train_examples": FLAGS.max_train_examples,
-                  "learning_rate": FLAGS.learning_rate},
+        finetune=_cli.override_from_flags(
+            {k: quick[k] for k in FINETUNE_KEYS}, {k: k for k in FINETUNE_KEYS}),
         budgets=[int(b) for b in FLAGS.budgets],
         curve_row=parse_rows([FLAGS.curve_row])[0] if FLAGS.curve_row else None,
     )
