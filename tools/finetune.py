@@ -39,11 +39,11 @@ on SIGTERM/SIGINT (minilm_tf/training/resume.py).
 Settings come from a recipe, --config (default configs/finetune_base.py;
 configs/finetune_cpu_quick.py is sized for a 2-core CPU); --config.KEY=VALUE
 or the named flags override its keys. Its defaults follow the BERT / MiniLM
-fine-tuning grids: AdamW (weight decay
-0.01), 10% linear warm-up then linear decay, learning rate 5e-5 (grid
-2e-5..5e-5; small models prefer the top of it), batch 32, 3 epochs (the
-MiniLM paper used up to 10 for small tasks), sequence length 128, early
-stopping on the validation metric with the best epoch restored.
+fine-tuning grids: AdamW (weight decay 0.01), 10% linear warm-up then linear
+decay, learning rate 5e-5 (grid 2e-5..5e-5; small models prefer the top of
+it), batch 32, 3 epochs (the MiniLM paper used up to 10 for small tasks),
+sequence length 128, early stopping on the validation metric with the best
+epoch restored.
 """
 
 import json
