@@ -1,4 +1,4 @@
-"""`pytest_test`: one tests/test_*.py file run by pytest as a Bazel py_test."""
+"""`pytest_test`: test files run by pytest as a Bazel py_test."""
 
 load("@rules_python//python:defs.bzl", "py_test")
 

@@ -7,7 +7,9 @@ import os
 
 import pytest
 
-PACKAGE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "minilm_tf")
+from locations import REPO_ROOT
+
+PACKAGE = os.path.join(REPO_ROOT, "minilm_tf")
 
 # Rank of each room: a module may import rooms of a lower rank, and its own.
 RANKS = {
@@ -112,3 +114,20 @@ def test_the_readme_map_names_every_room():
              if os.path.isdir(os.path.join(PACKAGE, name)) and not name.startswith("__")}
     assert rooms <= mapped, f"rooms missing from the README map: {sorted(rooms - mapped)}"
     assert mapped - {"_compat.py"} <= rooms, f"mapped but absent: {sorted(mapped - rooms)}"
+
+
+def test_the_tests_mirror_the_package():
+    """Each test sits in the folder of the room it tests; only the
+    package-level modules (`_compat`, this layout) are tested at the top."""
+    tests = os.path.join(os.path.dirname(PACKAGE), "tests")
+    support = {"fixtures", "helpers"}
+    folders = {name for name in os.listdir(tests)
+               if os.path.isdir(os.path.join(tests, name)) and not name.startswith((".", "__"))}
+    rooms = {name for name in os.listdir(PACKAGE)
+             if os.path.isdir(os.path.join(PACKAGE, name)) and not name.startswith("__")}
+    assert folders - support <= rooms | {"tools"}, f"test folders that are no room: {sorted(folders - support - rooms)}"
+    top = sorted(name for name in os.listdir(tests) if name.startswith("test_") and name.endswith(".py"))
+    assert top == ["test_compat.py", "test_layout.py"], f"tests outside a room folder: {top}"
+    names = [name for _, _, files in os.walk(tests) for name in files
+             if name.startswith("test_") and name.endswith(".py")]
+    assert len(names) == len(set(names)), "two test files share a name (pytest imports them by name)"

@@ -19,7 +19,7 @@ nothing from minilm_tf.
     # with outputs.npz:
     .venv-model-garden/bin/python tools/make_model_garden_fixture.py --check DIR
 
-tests/test_model_garden.py loads the fixtures with `minilm_tf.load_teacher`,
+tests/models/test_model_garden.py loads the fixtures with `minilm_tf.load_teacher`,
 matches these outputs within 1e-5 and checks the refusals.
 """
 

@@ -44,7 +44,7 @@ PARITY_TEXTS = (
 # and compatibility forms -> their plain letters), splits words on ASCII
 # whitespace only, keeps control and format characters inside words,
 # recomposes Hangul after accent stripping, and does not match special
-# tokens written in the text. tests/test_export_hf.py checks that these, and
+# tokens written in the text. tests/export/test_export_hf.py checks that these, and
 # only these, differ, so this list stays true.
 KNOWN_TOKENIZER_DIFFERENCES = (
     "Stra\u00dfe",  # keras-hub: st ##ras ##se; HF: st ##raße

@@ -24,7 +24,7 @@ Known differences of the TFLite tokeniser from keras-hub's `BertTokenizer`
 (the same ids on ASCII, accents, Chinese / Japanese, emoji, very long
 words, empty and whitespace-only strings, control characters, full-width
 forms, "ß"; see `KNOWN_TFLITE_DIFFERENCES`, checked by
-tests/test_export_tflite.py). On rotten_tomatoes 34 of 10,662 texts differ,
+tests/export/test_export_tflite.py). On rotten_tomatoes 34 of 10,662 texts differ,
 all because of "…"; on the 2,225 BBC News articles none:
 
 * "…" (U+2026): keras-hub case-folds it (NFKC) into the single token

@@ -187,7 +187,7 @@ class MiniLMDistiller(keras.Model):
         # Without XLA, a plain `update_state` adds a constant 1 to the count,
         # an op with no input that Keras may run in the step that finds the
         # data exhausted, averaging over one batch too many
-        # (tests/test_distiller.py). The updates wait for this batch's loss.
+        # (tests/models/test_distiller.py). The updates wait for this batch's loss.
         with tf.control_dependencies([loss]):
             self.loss_tracker.update_state(loss)
             for name, value in means.items():

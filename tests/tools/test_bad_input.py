@@ -22,10 +22,10 @@ import time
 from typing import Callable, Optional
 
 import pytest
+from locations import REPO_ROOT, TOOLS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-WORKDIR_MODULE = os.path.join(ROOT, "minilm_tf", "utils", "workdir.py")
-BASE_CONFIG = os.path.join(ROOT, "configs", "base.py")
+WORKDIR_MODULE = os.path.join(REPO_ROOT, "minilm_tf", "utils", "workdir.py")
+BASE_CONFIG = os.path.join(REPO_ROOT, "configs", "base.py")
 
 
 # --------------------------------------------------------------------------- shared inputs
@@ -225,7 +225,7 @@ def special_files_only(base, inputs):
 
 def saved_run_config(base, inputs):
     """run_config.json of a run whose student was 32 wide."""
-    sys.path.insert(0, ROOT)
+    sys.path.insert(0, REPO_ROOT)
     from configs import base as recipe
 
     config = recipe.get_config().to_dict()
@@ -584,13 +584,13 @@ def _run_case(case, inputs, base):
     os.makedirs(base)
     holder = case.setup(base, inputs) if case.setup else None
     before = _listing(base)
-    command = [sys.executable, os.path.join(ROOT, "tools", case.tool), *case.args(inputs, base)]
+    command = [sys.executable, os.path.join(TOOLS_DIR, case.tool), *case.args(inputs, base)]
     if case.wrap:
         command = case.wrap(command)
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2",
                PYTHONUNBUFFERED="1")
     try:
-        proc = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=ROOT,
+        proc = subprocess.run(command, capture_output=True, text=True, timeout=420, cwd=REPO_ROOT,
                               env=env)
     finally:
         if holder is not None:
@@ -672,17 +672,17 @@ def test_a_second_distillation_in_the_same_workdir_is_refused(inputs, tmp_path):
     (without the lock both trained from step 0 and metrics.csv held every
     step twice)."""
     run = tmp_path / "run"
-    command = [sys.executable, os.path.join(ROOT, "tools", "distill.py"),
+    command = [sys.executable, os.path.join(TOOLS_DIR, "distill.py"),
                *_distill(inputs, run, "--config.train.log_every=1", steps=40)]
     env = dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2")
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             cwd=ROOT, env=env)
+                             cwd=REPO_ROOT, env=env)
     try:
         first.wait(timeout=2)
     except subprocess.TimeoutExpired:
         pass
     second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=ROOT, env=env)
+                              cwd=REPO_ROOT, env=env)
     outputs = {p.pid: "".join(p.communicate(timeout=600)) for p in (first, second)}
     codes = sorted((p.returncode, p.pid) for p in (first, second))
     (ok_code, winner), (refused_code, loser) = codes

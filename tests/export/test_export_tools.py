@@ -11,13 +11,13 @@ import keras_hub  # noqa: F401
 import tensorflow_text  # noqa: F401
 
 import export_fixtures  # noqa: E402
+from locations import REPO_ROOT, TOOLS_DIR  # noqa: E402
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _tool(name, *args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", name), *args],
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=REPO_ROOT)
+    return subprocess.run([sys.executable, os.path.join(TOOLS_DIR, name), *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
 
 

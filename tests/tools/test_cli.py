@@ -4,8 +4,9 @@ import os
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
+from locations import TOOLS_DIR
+
+sys.path.insert(0, TOOLS_DIR)
 import _cli  # noqa: E402
 
 NOISE = ("All log messages before absl::InitializeLog", "cudart_stub.cc", "cpu_feature_guard",
@@ -31,7 +32,7 @@ def test_startup_noise_is_dropped_and_other_lines_are_kept():
 def test_a_tool_starts_quietly_and_still_reports_its_error(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "finetune.py"), "--task", "rotten_tomatoes",
+        [sys.executable, os.path.join(TOOLS_DIR, "finetune.py"), "--task", "rotten_tomatoes",
          "--model", str(tmp_path / "missing"), "--workdir", str(tmp_path / "run")],
         capture_output=True, text=True, timeout=300, env=env)
     output = proc.stdout + proc.stderr

@@ -11,14 +11,13 @@ import pytest
 
 from minilm_tf.training import distribute
 from minilm_tf.training.distribute import make_strategy
+from locations import HELPERS_DIR, REPO_ROOT
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-SCRIPT = os.path.join(HERE, "helpers", "distributed_steps.py")
-ROOT = os.path.dirname(HERE)
+SCRIPT = os.path.join(HELPERS_DIR, "distributed_steps.py")
 
 
 def _run(args, env=None, **kwargs):
-    env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT, **(env or {}))
     return subprocess.Popen([sys.executable, SCRIPT, *args], env=env, **kwargs)
 
 

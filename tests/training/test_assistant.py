@@ -13,8 +13,8 @@ import tensorflow as tf
 from conftest import random_batch, tiny_encoder
 from minilm_tf import build_student
 from minilm_tf.training.assistant import choose_route, distill_via_assistant, needs_assistant
+from locations import REPO_ROOT, TOOLS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize(
@@ -56,7 +56,7 @@ def test_tool_assistant_auto_two_stages_and_resume(tmp_path):
     corpus = tmp_path / "corpus.txt"
     corpus.write_text("\n".join(f"Line {i} about topic {i % 9} and more words." for i in range(300)))
     args = [
-        sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={tmp_path / 'run'}",
+        sys.executable, os.path.join(TOOLS_DIR, "distill.py"), f"--workdir={tmp_path / 'run'}",
         "--assistant=auto", f"--config.data.sources={corpus}", "--config.data.mode=lines",
         "--config.student.init=random",
         "--config.student.num_layers=2", "--config.student.hidden_dim=96",
@@ -65,7 +65,7 @@ def test_tool_assistant_auto_two_stages_and_resume(tmp_path):
         "--config.train.checkpoint_every=2", "--config.eval.heldout_batches=1",
         "--config.data.heldout_fraction=0.2",
     ]
-    first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    first = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stderr[-3000:]
     assert "assistant route" in first.stdout and "6x96 assistant" in first.stdout
     report = json.loads((tmp_path / "run" / "report.json").read_text())
@@ -75,7 +75,7 @@ def test_tool_assistant_auto_two_stages_and_resume(tmp_path):
     stage1 = json.loads((tmp_path / "run" / "stage1_assistant" / "report.json").read_text())
     assert stage1["student_params"] > report["student_params"]
 
-    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    again = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "stage1_assistant/checkpoints/ckpt-2 at step 2" in again.stderr
     assert "Distilling" not in again.stderr  # neither stage trains again

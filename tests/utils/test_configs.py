@@ -11,9 +11,9 @@ import pytest
 from configs import finetune_base, finetune_cpu_quick, seq2seq_base
 from minilm_tf.training.finetune_common import FinetuneConfig
 from minilm_tf.training.seq2seq import Seq2SeqConfig
-from minilm_tf.utils.configs import config_dict_of, from_config_dict
+from minilm_tf.utils.configs import from_config_dict
+from locations import REPO_ROOT, TOOLS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.parametrize("cls,recipe", [(FinetuneConfig, finetune_base),
@@ -61,7 +61,7 @@ def test_unknown_and_missing_keys_are_named():
 
 
 def _finetune(*args):
-    proc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "finetune.py"), *args],
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "finetune.py"), *args],
                           capture_output=True, text=True, timeout=300, cwd="/")
     return proc.returncode, proc.stdout + proc.stderr
 
@@ -69,7 +69,7 @@ def _finetune(*args):
 def test_the_tool_reads_the_recipe_and_its_overrides_from_any_directory(tmp_path):
     common = ["--model", "all-minilm-l6-v2", "--task", "rotten_tomatoes",
               "--workdir", str(tmp_path / "run")]
-    code, out = _finetune("--config", os.path.join(ROOT, "configs", "finetune_cpu_quick.py"),
+    code, out = _finetune("--config", os.path.join(REPO_ROOT, "configs", "finetune_cpu_quick.py"),
                           "--config.epochs=0", *common)
     assert code == 1 and "epochs must be >= 1, got 0" in out, out[-2000:]
     # The default recipe is found from "/" too; a named flag overrides it.

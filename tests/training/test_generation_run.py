@@ -16,10 +16,10 @@ from minilm_tf.models.encoders import save_encoder  # noqa: E402
 from minilm_tf.models.loaded_encoder import LoadedEncoder  # noqa: E402
 from minilm_tf.tasks.generation.decoding import generate_texts  # noqa: E402
 from minilm_tf.training import seq2seq  # noqa: E402
+from locations import TOOLS_DIR  # noqa: E402
 
 WORDS = ["the", "cat", "sat", "on", "mat", "a", "dog", "ran", "to", "park", "big", "red"]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, "."]
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +153,7 @@ def test_saved_model_replaces_invalid_utf8(exported):
 def test_tool_end_to_end(preset, tmp_path):
     train, val, test = copy_files(str(tmp_path), n=(32, 8, 8))
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "finetune_seq2seq.py"),
+        [sys.executable, os.path.join(TOOLS_DIR, "finetune_seq2seq.py"),
          f"--model={preset}", "--task=copy", f"--workdir={tmp_path / 'w'}",
          f"--train_file={train}", f"--validation_file={val}", f"--test_file={test}",
          "--max_source_length=8", "--max_target_length=8", "--epochs=1",
@@ -169,7 +169,7 @@ def test_tool_reports_bad_input_in_one_line(preset, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"source": "the cat"}\n', encoding="utf-8")
     done = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "finetune_seq2seq.py"),
+        [sys.executable, os.path.join(TOOLS_DIR, "finetune_seq2seq.py"),
          f"--model={preset}", "--task=x", f"--workdir={tmp_path / 'w'}",
          f"--train_file={bad}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1

@@ -13,9 +13,8 @@ import pytest
 from minilm_tf.models.encoders import LoadedEncoder, save_encoder
 from minilm_tf.training import study
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from test_finetune import _toy_rows, _vocab_path, _write_jsonl  # noqa: E402
+from locations import REPO_ROOT, TOOLS_DIR
+from toy_tasks import toy_rows, vocab_path, write_jsonl
 
 ROWS = "none/teacher_layers,minilm/teacher_layers"
 
@@ -24,7 +23,7 @@ ROWS = "none/teacher_layers,minilm/teacher_layers"
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("study")
     keras.utils.set_random_seed(0)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab_path(), lowercase=True)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=2, num_heads=2,
         hidden_dim=32, intermediate_dim=64, max_sequence_length=64)
@@ -33,16 +32,16 @@ def setup(tmp_path_factory):
     task = root / "toy"
     task.mkdir()
     for split, n, seed in (("train", 48, 0), ("validation", 16, 1), ("test", 16, 2)):
-        _write_jsonl(task / f"{split}.jsonl", _toy_rows(n, seed))
+        write_jsonl(task / f"{split}.jsonl", toy_rows(n, seed))
     corpus = root / "corpus.txt"
-    corpus.write_text("\n".join(r["text"] for r in _toy_rows(200, 3)))
+    corpus.write_text("\n".join(r["text"] for r in toy_rows(200, 3)))
     return root
 
 
 def _command(root, workdir):
     return [
-        sys.executable, os.path.join(ROOT, "tools", "study.py"), f"--workdir={workdir}",
-        "--config", os.path.join(ROOT, "configs", "base.py"),
+        sys.executable, os.path.join(TOOLS_DIR, "study.py"), f"--workdir={workdir}",
+        "--config", os.path.join(REPO_ROOT, "configs", "base.py"),
         f"--config.teacher={root / 'teacher'}", f"--config.data.sources={root / 'corpus.txt'}",
         "--config.data.mode=lines", "--config.student.num_layers=1",
         "--config.student.hidden_dim=32", "--config.student.num_heads=2",
@@ -57,7 +56,7 @@ def _command(root, workdir):
 
 def test_study_writes_table_charts_and_resumes_after_sigkill(setup, read_until):
     workdir = setup / "run"
-    proc = subprocess.Popen(_command(setup, workdir), cwd=ROOT, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(_command(setup, workdir), cwd=REPO_ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
     # Killed while the second model fine-tunes: the teacher's run is finished.
     read_until(proc, "fine-tuning none__teacher_layers on toy (seed 0)")
@@ -67,7 +66,7 @@ def test_study_writes_table_charts_and_resumes_after_sigkill(setup, read_until):
     assert teacher_report.exists()
     stamp = teacher_report.stat().st_mtime_ns
 
-    result = subprocess.run(_command(setup, workdir), cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(_command(setup, workdir), cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert teacher_report.stat().st_mtime_ns == stamp  # reused, not run again
@@ -100,7 +99,7 @@ def test_study_writes_table_charts_and_resumes_after_sigkill(setup, read_until):
 def test_study_refuses_other_settings_in_the_same_workdir(setup):
     workdir = setup / "run"
     command = [a for a in _command(setup, workdir) if not a.startswith("--epochs")]
-    result = subprocess.run(command + ["--epochs=2"], cwd=ROOT, capture_output=True, text=True,
+    result = subprocess.run(command + ["--epochs=2"], cwd=REPO_ROOT, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 1
     assert "error: The work directory holds a study with other settings (finetune)" in result.stderr

@@ -10,7 +10,7 @@ from conftest import random_batch
 from minilm_tf import MiniLMDistiller, build_student, save_encoder
 from minilm_tf.layers import SelfAttentionRelations, truncated_encoder
 from minilm_tf.models.encoders import LoadedEncoder
-from test_relations import np_kl_loss
+from relation_reference import np_kl_loss
 
 M = keras_hub.models
 COMMON = dict(num_layers=3, num_heads=4, hidden_dim=32, intermediate_dim=64, max_sequence_length=32)

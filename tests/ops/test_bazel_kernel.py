@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-from test_relations import make
+from relation_reference import make
 
 from minilm_tf.ops import native
 from minilm_tf.losses import relations

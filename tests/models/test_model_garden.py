@@ -22,12 +22,12 @@ import minilm_tf
 from minilm_tf.models import model_garden
 from minilm_tf.layers import truncated_encoder
 from minilm_tf.models.encoders import LoadedEncoder
+from locations import FIXTURES_DIR, REPO_ROOT, TOOLS_DIR
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURES = os.path.join(REPO, "tests", "fixtures", "model_garden")
+FIXTURES = os.path.join(FIXTURES_DIR, "model_garden")
 BERT_ENCODER = os.path.join(FIXTURES, "bert_encoder")
-MODEL_GARDEN_PYTHON = os.path.join(REPO, ".venv-model-garden", "bin", "python")
-FIXTURE_TOOL = os.path.join(REPO, "tools", "make_model_garden_fixture.py")
+MODEL_GARDEN_PYTHON = os.path.join(REPO_ROOT, ".venv-model-garden", "bin", "python")
+FIXTURE_TOOL = os.path.join(TOOLS_DIR, "make_model_garden_fixture.py")
 
 
 def _inputs(directory):

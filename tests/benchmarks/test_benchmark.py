@@ -10,9 +10,9 @@ import time
 import pytest
 
 from minilm_tf.ops import native
+from locations import TOOLS_DIR
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TOOL = os.path.join(REPO, "tools", "benchmark.py")
+TOOL = os.path.join(TOOLS_DIR, "benchmark.py")
 PHASES = ("step", "teacher", "student")
 
 

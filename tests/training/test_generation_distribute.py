@@ -7,8 +7,8 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
+from locations import REPO_ROOT  # noqa: E402
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _SCRIPT = r"""
 import json, sys
@@ -52,7 +52,7 @@ print(json.dumps(out))
 @pytest.mark.parametrize("policy", ["float32", "mixed_bfloat16"])
 def test_mirrored_training_matches_one_device(policy):
     done = subprocess.run([sys.executable, "-c", _SCRIPT, policy], capture_output=True,
-                          text=True, timeout=600, cwd=ROOT)
+                          text=True, timeout=600, cwd=REPO_ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     import json
 

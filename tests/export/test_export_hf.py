@@ -22,10 +22,10 @@ import minilm_tf
 from minilm_tf.export import hf
 import export_fixtures
 from minilm_tf.models.encoders import LoadedEncoder, save_encoder, set_feedforward_activation
+from locations import REPO_ROOT, TOOLS_DIR
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TORCH_PYTHON = os.path.join(REPO, ".venv-torch", "bin", "python")
-CHECK_TOOL = os.path.join(REPO, "tools", "check_hf_parity.py")
+TORCH_PYTHON = os.path.join(REPO_ROOT, ".venv-torch", "bin", "python")
+CHECK_TOOL = os.path.join(TOOLS_DIR, "check_hf_parity.py")
 needs_torch_env = pytest.mark.skipif(
     not os.path.exists(TORCH_PYTHON),
     reason=".venv-torch/bin/python does not exist: run tools/make_torch_env.sh to create the "
@@ -311,7 +311,7 @@ def test_missing_tokenizer_is_refused(tmp_path):
 
 def _export_tool(*args):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    return subprocess.run([sys.executable, os.path.join(REPO, "tools", "export_hf.py"), *args],
+    return subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"), *args],
                           capture_output=True, text=True, timeout=600, env=env)
 
 
