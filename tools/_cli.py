@@ -162,6 +162,17 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
                IsADirectoryError, PermissionError, NotImplementedError)
 
 
+def seq2seq_arguments(argv):
+    """The arguments without `--task_kind seq2seq` when they ask for it, else None:
+    generation has flags of its own (decoding, source/target lengths)."""
+    for i, arg in enumerate(argv):
+        if arg in ("--task_kind=seq2seq", "-task_kind=seq2seq"):
+            return argv[:i] + argv[i + 1:]
+        if arg in ("--task_kind", "-task_kind") and argv[i + 1:i + 2] == ["seq2seq"]:
+            return argv[:i] + argv[i + 2:]
+    return None
+
+
 def check_arguments(argv: list[str], required: tuple[str, ...]) -> None:
     """`app.UsageError` for positional arguments or unset required flags."""
     if len(argv) > 1:

@@ -22,110 +22,42 @@ or more between seeds, so compare students over several).
 
 --reuse_runs reuses runs whose report.json already exists (e.g. to add a
 student to a comparison) instead of refusing the occupied directory.
+
+--task_kind seq2seq compares generators instead (tools/compare_seq2seq.py,
+whose flags it then takes): ROUGE-1/2/L and BLEU-4 with their retention, and
+generated tokens per second.
 """
 
-import gc
-import json
 import os
 import sys
 
-from absl import app, flags, logging
+from absl import logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
-
+import _compare  # tools/_compare.py: --models/--seeds/--reuse_runs and the run
 import _finetune_flags  # tools/_finetune_flags.py: the fine-tuning recipe and flags
 
-FLAGS = flags.FLAGS
-flags.DEFINE_list("models", None, "Comma-separated model specs; the first is the teacher.")
-flags.DEFINE_bool("reuse_runs", False, "Reuse runs that already have a report.json.")
-flags.DEFINE_list("seeds", None, "Fine-tuning seeds (default: --seed only); the table "
-                  "reports mean and std over them.")
+SEQ2SEQ_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_seq2seq.py")
 
-COMPARE_JSON = "compare.json"
-COMPARE_MD = "compare.md"
-COMPARE_PNG = "compare.png"
+
+def fine_tune(spec, run_dir, seed):
+    from minilm_tf.training.finetuning import run_finetune
+
+    config = _finetune_flags.config_from_flags(spec, run_dir)
+    if seed is not None:
+        config.seed = seed
+    return run_finetune(config, log_fn=logging.info)
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    missing = [f"--{n}" for n in ("models", "task", "workdir") if not getattr(FLAGS, n)]
-    if missing:
-        raise app.UsageError(f"Missing required flags: {', '.join(missing)}")
-    if FLAGS.model:
-        raise app.UsageError("Use --models (comma-separated), not --model.")
-    from minilm_tf.utils import workdir as workdirs
+    from minilm_tf.tasks.comparison import comparison_markdown, comparison_rows
 
-    models = [m.strip() for m in FLAGS.models if m.strip()]
-    try:
-        seeds = [int(x) for x in FLAGS.seeds] if FLAGS.seeds else None
-    except ValueError:
-        print(f"error: --seeds must be integers, got {FLAGS.seeds}.", file=sys.stderr)
-        return 1
-    try:
-        with workdirs.hold(FLAGS.workdir) as held:
-            return _compare(held.root, models, seeds)
-    except _cli.USER_ERRORS as e:
-        print(f"error: {_cli.flag_message(e, _finetune_flags.RENAMES)}", file=sys.stderr)
-        return 1
+    return _compare.main(argv, fine_tune, comparison_rows, comparison_markdown,
+                         _finetune_flags.RENAMES)
 
-
-def _compare(workdir, models, seeds) -> int:
-    import keras
-
-    from minilm_tf.training.checkpointing import RunInterrupted
-    from minilm_tf.utils.fileio import atomic_write_json, atomic_write_text
-    from minilm_tf.tasks.comparison import (comparison_chart, comparison_markdown,
-                                            comparison_rows, model_slug)
-    from minilm_tf.tasks.finetuned import REPORT_FILE
-    from minilm_tf.training.finetuning import run_finetune
-
-    outputs = [os.path.join(workdir, n) for n in (COMPARE_JSON, COMPARE_MD, COMPARE_PNG)]
-    if any(os.path.exists(p) for p in outputs) and not FLAGS.overwrite:
-        print(f"error: {workdir} already holds a comparison; use a new --workdir or "
-              "--overwrite.", file=sys.stderr)
-        return 1
-    os.makedirs(os.path.join(workdir, "runs"), exist_ok=True)
-    runs = []
-    for i, spec in enumerate(models):
-        model_dir = os.path.join(workdir, "runs", f"{i}-{model_slug(spec)}")
-        reports = []
-        for seed in seeds or [None]:  # None: the recipe's (or --seed's) seed
-            run_dir = os.path.join(model_dir, f"seed{seed}") if seeds else model_dir
-            report_path = os.path.join(run_dir, REPORT_FILE)
-            if FLAGS.reuse_runs and os.path.exists(report_path):
-                logging.info("reusing %s", report_path)
-                with open(report_path, encoding="utf-8") as f:
-                    report = json.load(f)
-            else:
-                config = _finetune_flags.config_from_flags(spec, run_dir)
-                if seed is not None:
-                    config.seed = seed
-                logging.info("[%d/%d] fine-tuning %s (seed %d)", i + 1, len(models), spec,
-                             config.seed)
-                try:
-                    report = run_finetune(config, log_fn=logging.info)
-                except _cli.USER_ERRORS as e:
-                    print(f"error ({spec}): {e}", file=sys.stderr)
-                    return 1
-                except RunInterrupted as e:
-                    logging.warning("%s", e)
-                    return 130
-                report = {k: v for k, v in report.items() if not k.startswith("_")}
-                keras.backend.clear_session()
-                gc.collect()
-            report["_workdir"] = run_dir
-            reports.append(report)
-        runs.append(reports)
-
-    rows = comparison_rows(runs, models)
-    table = comparison_markdown(rows, FLAGS.task)
-    print(table)
-    atomic_write_json(outputs[0], {"task": FLAGS.task, "teacher": models[0], "rows": rows})
-    atomic_write_text(outputs[1], table)
-    comparison_chart(rows, outputs[2], FLAGS.task)
-    print(f"wrote {outputs[0]}, {outputs[1]}, {outputs[2]}")
-    return 0
 
 if __name__ == "__main__":
+    generation = _cli.seq2seq_arguments(sys.argv[1:])
+    if generation is not None:
+        os.execv(sys.executable, [sys.executable, SEQ2SEQ_TOOL, *generation])
     _cli.run(main, flags_parser=_cli.parse_config_flags)

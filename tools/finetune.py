@@ -81,19 +81,8 @@ def main(argv):
 SEQ2SEQ_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune_seq2seq.py")
 
 
-def seq2seq_arguments(argv):
-    """The arguments without `--task_kind seq2seq` when they ask for it, else None:
-    generation has flags of its own (decoding, source/target lengths)."""
-    for i, arg in enumerate(argv):
-        if arg in ("--task_kind=seq2seq", "-task_kind=seq2seq"):
-            return argv[:i] + argv[i + 1:]
-        if arg in ("--task_kind", "-task_kind") and argv[i + 1:i + 2] == ["seq2seq"]:
-            return argv[:i] + argv[i + 2:]
-    return None
-
-
 if __name__ == "__main__":
-    generation = seq2seq_arguments(sys.argv[1:])
+    generation = _cli.seq2seq_arguments(sys.argv[1:])
     if generation is not None:
         os.execv(sys.executable, [sys.executable, SEQ2SEQ_TOOL, *generation])
     _cli.run(main, flags_parser=_cli.parse_config_flags)

@@ -39,47 +39,11 @@ import sys
 from absl import flags, logging
 
 import _cli  # tools/_cli.py: one error line for bad flags
-import _run_flags  # tools/_run_flags.py: the flags every fine-tuning tool shares
+import _seq2seq_flags  # tools/_seq2seq_flags.py: the generation recipe and flags
 
 FLAGS = flags.FLAGS
-CONFIG = _cli.define_config(
-    "configs/seq2seq_base.py", "Seq2seq fine-tuning recipe (configs/seq2seq_*.py); "
-    "--config.KEY=VALUE overrides a key; the named flags below override it too.",
-    keys_doc="configs/seq2seq_base.py")
-
-_run_flags.define_common(
-    model_help="Model spec: all-minilm-l6-v2, a Hugging Face BERT/RoBERTa dir, a keras-hub "
-    "preset dir (students) or a keras-hub preset name.",
-    task_help="bbc_headlines, xsum, cnn_dailymail, squad_qg, or any name with --train_file.",
-    train_file_help="Local train file (.jsonl; .json: SQuAD format, for question generation).")
-
-flags.DEFINE_string("source_key", None, "JSON lines key of the source text.")
-flags.DEFINE_string("target_key", None, "JSON lines key of the target text.")
-flags.DEFINE_integer("max_source_length", None, "Source tokens (special tokens included).")
-flags.DEFINE_integer("max_target_length", None, "Target tokens (the end token included).")
-flags.DEFINE_float("clipnorm", None, "Global gradient-norm clipping.")
-flags.DEFINE_float("label_smoothing", None, "Label smoothing (s2s-ft uses 0.1).")
-flags.DEFINE_integer("beam_size", None, "Beam size (1: greedy).")
-flags.DEFINE_float("length_penalty", None, "Beam ranking: log p / length ** this.")
-flags.DEFINE_integer("min_length", None, "Generated tokens before the end token may come.")
-flags.DEFINE_integer("max_length", None, "Generated tokens at most (default "
-                     "--max_target_length).")
-flags.DEFINE_integer("no_repeat_ngram_size", None, "Forbid repeating n-grams of this size "
-                     "(0: off).")
-flags.DEFINE_integer("num_samples", None, "Predictions per split written to samples.jsonl.")
 flags.DEFINE_bool("export_saved_model", None, "Also write <workdir>/saved_model with a "
                   "`generate` signature and check it in a fresh process.")
-
-
-
-def config_from_flags():
-    """The Seq2SeqConfig of the recipe and the flags."""
-    from minilm_tf.training.seq2seq import Seq2SeqConfig
-    from minilm_tf.utils.configs import from_config_dict
-
-    values = CONFIG.value.to_dict()
-    _cli.override_from_flags(values, {n: n for n in values if n in FLAGS and n != "config"})
-    return from_config_dict(Seq2SeqConfig, values)
 
 
 def export(report, config) -> dict:
@@ -108,7 +72,7 @@ def main(argv):
     from minilm_tf.training.seq2seq import run_seq2seq
 
     try:
-        config = config_from_flags()
+        config = _seq2seq_flags.config_from_flags()
         report = run_seq2seq(config, log_fn=logging.info)
         summary = {"task": report["task"], "model": report["model"],
                    "metrics": {k: v["metrics"] for k, v in report["results"].items()},

@@ -3,7 +3,10 @@
 Each model may have been fine-tuned with several seeds: its row reports the
 mean of the main metric over the seeds, their standard deviation and the
 per-seed values; retention is the student's mean as a percentage of the
-teacher's mean.
+teacher's mean. Classification, regression and QA rows come from
+`run_finetune` reports (`comparison_rows`), generation rows from
+`run_seq2seq` reports (`generation_rows`: ROUGE-1/2/L and BLEU-4, each with
+its retention, and generated tokens per second).
 """
 
 import os
@@ -68,6 +71,95 @@ def comparison_rows(runs: Sequence[Sequence[Dict[str, Any]]], models: Sequence[s
     return rows
 
 
+GENERATION_METRICS = ("rouge1", "rouge2", "rougeL", "bleu")
+
+
+def _generation_value(report, split, metric):
+    result = (report.get("results") or {}).get(split) or {}
+    return (result.get("metrics") or {}).get(metric)
+
+
+def _std(values):
+    return statistics.stdev(values) if len(values) > 1 and None not in values else None
+
+
+def generation_rows(runs: Sequence[Sequence[Dict[str, Any]]], models: Sequence[str]):
+    """Rows of the table from `run_seq2seq` reports (`runs[i]`: model `i`'s
+    reports, one per seed; model 0 is the teacher). The main metric is
+    ROUGE-L; every metric of `GENERATION_METRICS` has its mean, std and
+    retention under `metrics`. Scores are on test when every run has a test
+    split, else on validation; the speed-up is the ratio of generated tokens
+    per second on that split."""
+    runs = [list(r) for r in runs]
+    everything = [r for reports in runs for r in reports]
+    split = "test" if all(_generation_value(r, "test", "rougeL") is not None
+                          for r in everything) else "validation"
+
+    def speed(report):
+        return (report.get("generation_tokens_per_second") or {}).get(split)
+
+    teacher = {m: _mean([_generation_value(r, split, m) for r in runs[0]])
+               for m in GENERATION_METRICS}
+    t_speed = _mean([speed(r) for r in runs[0]])
+    rows = []
+    for i, (spec, reports) in enumerate(zip(models, runs)):
+        metrics = {}
+        for m in GENERATION_METRICS:
+            values = [_generation_value(r, split, m) for r in reports]
+            value = _mean(values)
+            metrics[m] = {"value": value, "std": _std(values), "values": values,
+                          "retention_pct": (100.0 * value / teacher[m] if value is not None
+                                            and teacher[m] not in (None, 0) else None)}
+        tokens_per_second = _mean([speed(r) for r in reports])
+        main = metrics["rougeL"]
+        rows.append({
+            "model": spec,
+            "role": "teacher" if i == 0 else "student",
+            "metric": "rougeL",
+            "split": split,
+            "value": main["value"],
+            "value_std": main["std"],
+            "values": main["values"],
+            "retention_pct": main["retention_pct"],
+            "metrics": metrics,
+            "seeds": [(r.get("config") or {}).get("seed") for r in reports],
+            "parameters_total": reports[0].get("parameters"),
+            "parameters_backbone": None,
+            "tokens_per_second": tokens_per_second,
+            "speedup": (tokens_per_second / t_speed if tokens_per_second and t_speed
+                        else None),
+            "workdirs": [r.get("_workdir") for r in reports],
+        })
+    return rows
+
+
+def generation_markdown(rows: List[Dict[str, Any]], task: str) -> str:
+    split = rows[0]["split"]
+    seeds = max(len(r["values"]) for r in rows)
+    over = f", mean ± std over {seeds} seeds" if seeds > 1 else ""
+    lines = [
+        f"Task: {task}; generation scores on {split} (x100{over}; in brackets: % of the "
+        "teacher); speed: generated tokens per second.",
+        "",
+        "| model | role | ROUGE-1 | ROUGE-2 | ROUGE-L | BLEU-4 | params | tokens/s | speed-up |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cells = []
+        for m in GENERATION_METRICS:
+            entry = r["metrics"][m]
+            cell = _fmt(entry["value"], ".2f")
+            if entry["std"] is not None:
+                cell += f" ± {entry['std']:.2f}"
+            if r["role"] != "teacher":
+                cell += f" ({_fmt(entry['retention_pct'], '.1f')}%)"
+            cells.append(cell)
+        lines.append(f"| {r['model']} | {r['role']} | {' | '.join(cells)} "
+                     f"| {_fmt(r['parameters_total'], ',')} "
+                     f"| {_fmt(r['tokens_per_second'], '.1f')} | {_fmt(r['speedup'], '.2f')}x |")
+    return "\n".join(lines) + "\n"
+
+
 def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
@@ -110,7 +202,9 @@ def comparison_chart(rows: List[Dict[str, Any]], path: str, task: str) -> None:
         (f"{rows[0]['metric']} ({rows[0]['split']})", [r["value"] for r in rows],
          [r["value_std"] or 0.0 for r in rows]),
         ("retention % of teacher", [r["retention_pct"] for r in rows], None),
-        ("latency ms / example", [r["latency_ms_per_example"] for r in rows], None),
+        (("generated tokens / s", [r["tokens_per_second"] for r in rows], None)
+         if "tokens_per_second" in rows[0] else
+         ("latency ms / example", [r["latency_ms_per_example"] for r in rows], None)),
         ("parameters (millions)", [None if r["parameters_total"] is None
                                    else r["parameters_total"] / 1e6 for r in rows], None),
     ]

@@ -174,3 +174,40 @@ def test_tool_reports_bad_input_in_one_line(preset, tmp_path):
          f"--train_file={bad}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1
     assert "error: " in done.stderr and "missing key(s) ['target']" in done.stderr
+
+
+def test_compare_tool_gives_generation_retention(preset, tmp_path):
+    """tools/compare.py --task_kind seq2seq: teacher and a 1-layer student, each
+    fine-tuned; the table's scores and retention are the runs' own reports."""
+    keras.utils.set_random_seed(1)
+    student = str(tmp_path / "student")
+    save_encoder(LoadedEncoder(keras_hub.models.BertBackbone(
+        vocabulary_size=len(VOCAB), num_layers=1, num_heads=4, hidden_dim=32,
+        intermediate_dim=64, max_sequence_length=32),
+        keras_hub.models.BertTokenizer(vocabulary=VOCAB, lowercase=True), "tiny",
+        "gelu_approximate"), student)
+    train, val, test = copy_files(str(tmp_path), n=(32, 8, 8))
+    workdir = tmp_path / "compare"
+    done = subprocess.run(
+        [sys.executable, os.path.join(TOOLS_DIR, "compare.py"), "--task_kind", "seq2seq",
+         f"--models={preset},{student}", "--task=copy", f"--workdir={workdir}",
+         f"--train_file={train}", f"--validation_file={val}", f"--test_file={test}",
+         "--max_source_length=8", "--max_target_length=8", "--epochs=2",
+         "--learning_rate=1e-3"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = json.loads((workdir / "compare.json").read_text())["rows"]
+    reports = [json.loads(open(os.path.join(r["workdirs"][0], seq2seq.REPORT_FILE)).read())
+               for r in rows]
+    assert [r["role"] for r in rows] == ["teacher", "student"]
+    assert rows[1]["parameters_total"] < rows[0]["parameters_total"]
+    for name in ("rouge1", "rouge2", "rougeL", "bleu"):
+        teacher, student_value = (rep["results"]["test"]["metrics"][name] for rep in reports)
+        assert rows[1]["metrics"][name]["value"] == pytest.approx(student_value)
+        if teacher > 0:
+            assert rows[1]["metrics"][name]["retention_pct"] == \
+                pytest.approx(100 * student_value / teacher)
+    speeds = [rep["generation_tokens_per_second"]["test"] for rep in reports]
+    assert rows[1]["speedup"] == pytest.approx(speeds[1] / speeds[0])
+    table = (workdir / "compare.md").read_text()
+    assert f"{rows[1]['metrics']['rougeL']['value']:.2f}" in table and "ROUGE-L" in table
+    assert (workdir / "compare.png").stat().st_size > 0
