@@ -15,9 +15,10 @@ flags.DEFINE_list("seeds", None, "Fine-tuning seeds (default: --seed only); the 
                   "reports mean and std over them.")
 
 
-def main(argv, fine_tune, rows_of, markdown_of, renames=None) -> int:
-    """`fine_tune(spec, run_dir, seed)` -> report; `rows_of(runs, models)`,
-    `markdown_of(rows, task)`: the table (minilm_tf.tasks.comparison)."""
+def main(argv, config_of, run, rows_of, markdown_of, renames=None) -> int:
+    """Each model's run: `run(config_of(spec, run_dir), log_fn=...)` -> report,
+    with the seed set per run; `rows_of(runs, models)`, `markdown_of(rows,
+    task)`: the table (minilm_tf.tasks.comparison)."""
     _cli.check_arguments(argv, ("models", "task", "workdir"))
     if FLAGS.model:
         raise app.UsageError("Use --models (comma-separated), not --model.")
@@ -25,6 +26,12 @@ def main(argv, fine_tune, rows_of, markdown_of, renames=None) -> int:
     from minilm_tf.training import comparison_runs
     from minilm_tf.training.checkpointing import RunInterrupted
     from minilm_tf.utils import workdir as workdirs
+
+    def fine_tune(spec, run_dir, seed):
+        config = config_of(spec, run_dir)
+        if seed is not None:
+            config.seed = seed
+        return run(config, log_fn=logging.info)
 
     models = [m.strip() for m in FLAGS.models if m.strip()]
     try:

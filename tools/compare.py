@@ -31,8 +31,6 @@ generated tokens per second.
 import os
 import sys
 
-from absl import logging
-
 import _cli  # tools/_cli.py: one error line for bad flags
 import _compare  # tools/_compare.py: --models/--seeds/--reuse_runs and the run
 import _finetune_flags  # tools/_finetune_flags.py: the fine-tuning recipe and flags
@@ -40,20 +38,12 @@ import _finetune_flags  # tools/_finetune_flags.py: the fine-tuning recipe and f
 SEQ2SEQ_TOOL = os.path.join(os.path.dirname(os.path.abspath(__file__)), "compare_seq2seq.py")
 
 
-def fine_tune(spec, run_dir, seed):
-    from minilm_tf.training.finetuning import run_finetune
-
-    config = _finetune_flags.config_from_flags(spec, run_dir)
-    if seed is not None:
-        config.seed = seed
-    return run_finetune(config, log_fn=logging.info)
-
-
 def main(argv):
     from minilm_tf.tasks.comparison import comparison_markdown, comparison_rows
+    from minilm_tf.training.finetuning import run_finetune
 
-    return _compare.main(argv, fine_tune, comparison_rows, comparison_markdown,
-                         _finetune_flags.RENAMES)
+    return _compare.main(argv, _finetune_flags.config_from_flags, run_finetune,
+                         comparison_rows, comparison_markdown, _finetune_flags.RENAMES)
 
 
 if __name__ == "__main__":

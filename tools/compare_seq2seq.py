@@ -17,26 +17,17 @@ and generated tokens per second with the speed-up over the teacher.
 --seeds and --reuse_runs work as in tools/compare.py.
 """
 
-from absl import logging
-
 import _cli  # tools/_cli.py: one error line for bad flags
 import _compare  # tools/_compare.py: --models/--seeds/--reuse_runs and the run
 import _seq2seq_flags  # tools/_seq2seq_flags.py: the generation recipe and flags
 
 
-def fine_tune(spec, run_dir, seed):
-    from minilm_tf.training.seq2seq import run_seq2seq
-
-    config = _seq2seq_flags.config_from_flags(spec, run_dir)
-    if seed is not None:
-        config.seed = seed
-    return run_seq2seq(config, log_fn=logging.info)
-
-
 def main(argv):
     from minilm_tf.tasks.comparison import generation_markdown, generation_rows
+    from minilm_tf.training.seq2seq import run_seq2seq
 
-    return _compare.main(argv, fine_tune, generation_rows, generation_markdown)
+    return _compare.main(argv, _seq2seq_flags.config_from_flags, run_seq2seq,
+                         generation_rows, generation_markdown)
 
 
 if __name__ == "__main__":

@@ -190,6 +190,23 @@ def test_save_and_load_round_trip(bert_model, tmp_path):
     np.testing.assert_array_equal(a.numpy(), b.numpy())
 
 
+@pytest.mark.parametrize("make", [tiny_bert, tiny_roberta])
+def test_every_trainable_weight_gets_a_gradient(make):
+    """The seq2seq loss reaches every trainable weight; BERT's pooler, off the
+    generation path, is frozen rather than left without a gradient."""
+    model = Seq2SeqLM(make(), hidden_act="gelu")
+    x = batch()
+    labels = np.where(x["target_mask"] > 0, x["target_ids"], IGNORE_LABEL)
+    with tf.GradientTape() as tape:
+        loss = SmoothedTokenCrossEntropy(0.1)(labels, model(x))
+    grads = tape.gradient(loss, model.trainable_weights)
+    missing = [w.path for w, g in zip(model.trainable_weights, grads) if g is None]
+    assert not missing, missing
+    frozen = [w.path for w in model.non_trainable_weights]
+    assert all("pooled_dense" in p for p in frozen)
+    assert bool(frozen) == (make is tiny_bert)
+
+
 def test_unsupported_backbone_is_refused():
     inputs = keras.Input((None,), dtype="int32")
     plain = keras.Model(inputs, keras.layers.Embedding(10, 4)(inputs))

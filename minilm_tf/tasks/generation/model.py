@@ -110,6 +110,11 @@ class Seq2SeqLM(keras.Model):
         # === Layers ===
         self.backbone = backbone
         set_feedforward_activation(backbone, hidden_act)
+        # BERT's pooler is not on the generation path: frozen, so training
+        # does not warn about its missing gradients.
+        for layer in backbone.layers:
+            if layer.name == "pooled_dense":
+                layer.trainable = False
         hidden = backbone.hidden_dim
         self.lm_dense = keras.layers.Dense(
             hidden, activation=HEAD_ACTIVATIONS[hidden_act],
