@@ -23,6 +23,11 @@ embeddings. Checked:
   <= --embedding_tolerance (1e-5), and its max_seq_length equals the one the
   reference was made with.
 
+For a fine-tuned classifier (`tools/export_hf.py --finetuned RUN --reference
+R.npz`: the reference holds the Keras logits) it checks the tokenizer's ids
+the same way and `AutoModelForSequenceClassification` logits within
+--tolerance.
+
 Prints a JSON report. Exit status: 0 all checks pass, 1 a check failed,
 2 bad input (missing directory or reference file).
 """
@@ -44,6 +49,72 @@ def _max_abs(a, b) -> float:
     if a.size == 0:
         return 0.0
     return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+
+def _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len) -> list:
+    """The texts whose Hugging Face token ids differ from the keras-hub ones."""
+    mismatches = []
+    hf_ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
+    for i, (text, ids) in enumerate(zip(texts, hf_ids)):
+        keras_ids = ref_ids[i][ref_mask[i]].tolist()
+        if ids != keras_ids:
+            first = next((j for j, (a, b) in enumerate(zip(ids, keras_ids)) if a != b),
+                         min(len(ids), len(keras_ids)))
+            mismatches.append({
+                "index": i, "text": text[:80], "first_difference": first,
+                "hf": tokenizer.convert_ids_to_tokens(ids[first:first + 5]),
+                "keras": tokenizer.convert_ids_to_tokens(keras_ids[first:first + 5]),
+                "hf_length": len(ids), "keras_length": len(keras_ids),
+            })
+    return mismatches
+
+
+def check_classifier(model_dir: str, reference: str, tolerance: float,
+                     batch_size: int = 16) -> dict:
+    """A `BertForSequenceClassification` export against the Keras logits
+    (`minilm_tf.export.hf_classifier.classifier_parity_reference`)."""
+    import numpy as np
+    import torch
+    import transformers
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    ref = np.load(reference)
+    texts = [str(t) for t in ref["texts"]]
+    ref_ids, ref_mask = ref["token_ids"], ref["padding_mask"].astype(bool)
+    max_len = int(ref["max_seq_length"])
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
+    mismatches = _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len)
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(texts), batch_size):
+            ids = torch.tensor(ref_ids[start:start + batch_size], dtype=torch.long)
+            mask = torch.tensor(ref_mask[start:start + batch_size], dtype=torch.long)
+            logits.append(model(input_ids=ids, attention_mask=mask,
+                                token_type_ids=torch.zeros_like(ids)).logits.numpy())
+    logits = np.concatenate(logits)
+    diff = _max_abs(logits, ref["logits"])
+    same_label = (int((logits.argmax(-1) == ref["logits"].argmax(-1)).sum())
+                  if logits.shape[-1] > 1 else None)
+    failures = []
+    if mismatches:
+        failures.append(f"token ids differ on {len(mismatches)} of {len(texts)} texts")
+    if diff > tolerance:
+        failures.append(f"logits differ by {diff:.3g} > {tolerance:g}")
+    return {
+        "model_dir": os.path.abspath(model_dir), "reference": os.path.abspath(reference),
+        "texts": len(texts), "max_seq_length": max_len, "tolerance": tolerance,
+        "libraries": {"torch": torch.__version__, "transformers": transformers.__version__},
+        "hf_classes": {"tokenizer": type(tokenizer).__name__, "model": type(model).__name__,
+                       "problem_type": model.config.problem_type},
+        "id2label": {str(k): v for k, v in model.config.id2label.items()},
+        "token_ids": {"identical": len(texts) - len(mismatches), "of": len(texts),
+                      "mismatches": mismatches},
+        "logits_max_abs_diff": diff, "logits_max_abs": float(np.max(np.abs(ref["logits"]))),
+        "same_predicted_label": same_label,
+        "tensorflow_imported": "tensorflow" in sys.modules,
+        "failures": failures, "ok": not failures,
+    }
 
 
 def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance: float,
@@ -70,20 +141,7 @@ def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance:
     report["hf_classes"] = {"tokenizer": type(tokenizer).__name__, "model": type(model).__name__,
                             "hidden_act": model.config.hidden_act}
 
-    # Token ids, text by text.
-    mismatches = []
-    hf_ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
-    for i, (text, ids) in enumerate(zip(texts, hf_ids)):
-        keras_ids = ref_ids[i][ref_mask[i]].tolist()
-        if ids != keras_ids:
-            first = next((j for j, (a, b) in enumerate(zip(ids, keras_ids)) if a != b),
-                         min(len(ids), len(keras_ids)))
-            mismatches.append({
-                "index": i, "text": text[:80], "first_difference": first,
-                "hf": tokenizer.convert_ids_to_tokens(ids[first:first + 5]),
-                "keras": tokenizer.convert_ids_to_tokens(keras_ids[first:first + 5]),
-                "hf_length": len(ids), "keras_length": len(keras_ids),
-            })
+    mismatches = _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len)
     report["token_ids"] = {"identical": len(texts) - len(mismatches), "of": len(texts),
                            "mismatches": mismatches}
 
@@ -171,7 +229,12 @@ def main(argv=None) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    report = check(args.model_dir, args.reference, args.tolerance, args.embedding_tolerance)
+    import numpy as np
+
+    if "logits" in np.load(args.reference).files:  # a classifier's reference
+        report = check_classifier(args.model_dir, args.reference, args.tolerance)
+    else:
+        report = check(args.model_dir, args.reference, args.tolerance, args.embedding_tolerance)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.output_json:

@@ -13,12 +13,14 @@
 # still runs everything on the CPU and says so in the summary ("gpus": []).
 # Each step has a time limit (DEVICE_CHECK_STEP_TIMEOUT seconds, default 240),
 # so the whole check stays within a few minutes; a step that fails or times
-# out is recorded and the next one runs.
+# out is recorded and the next one runs. DEVICE_CHECK_STEPS sets the timed
+# benchmark steps (default 10).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT_DIR=${1:-${OUT:-runs/device_check}}
 PY=${PYTHON:-.venv/bin/python}
 LIMIT=${DEVICE_CHECK_STEP_TIMEOUT:-240}
+STEPS=${DEVICE_CHECK_STEPS:-10}
 mkdir -p "$OUT_DIR"
 export TF_CPP_MIN_LOG_LEVEL=2 PYTHONUNBUFFERED=1
 
@@ -41,7 +43,7 @@ timeout "$LIMIT" "$PY" -m pytest -q -m "not slow" -p no:cacheprovider \
 echo "tests exit ${PIPESTATUS[0]}" | tee -a "$OUT_DIR/tests.log"
 
 for precision in float32 mixed_float16 mixed_bfloat16; do
-  timeout "$LIMIT" "$PY" tools/benchmark.py --precisions "$precision" --steps 10 \
+  timeout "$LIMIT" "$PY" tools/benchmark.py --precisions "$precision" --steps "$STEPS" \
     --output_json "$OUT_DIR/benchmark_$precision.json" 2>&1 | tee "$OUT_DIR/benchmark_$precision.log"
 done
 

@@ -11,12 +11,19 @@ Examples:
   python tools/export_hf.py --model runs/demo/student --output_dir exports/hf/student \
       --reference exports/hf/student_reference.npz
 
+  # A fine-tuned classifier or regressor (a tools/finetune.py workdir) as
+  # BertForSequenceClassification, with the Keras logits for the parity check:
+  python tools/export_hf.py --finetuned runs/ft_rt --output_dir exports/hf/rt_classifier \
+      --reference exports/hf/rt_classifier_reference.npz
+
 Writes config.json (BertModel), model.safetensors, vocab.txt,
 tokenizer_config.json, special_tokens_map.json, a README.md model card and,
 for sentence encoders, the sentence-transformers files (modules.json,
 1_Pooling/, sentence_bert_config.json, 2_Normalize/,
 config_sentence_transformers.json); see minilm_tf/export/hf.py and
-docs/export.md. The directory is written under a temporary name and renamed
+docs/export.md; with --finetuned, config.json is a
+BertForSequenceClassification with the run's labels as id2label (see
+minilm_tf/export/hf_classifier.py). The directory is written under a temporary name and renamed
 into place when complete; an existing non-empty one is refused unless
 --overwrite. Prints a JSON summary. Exit status: 0 written, 1 bad input
 (one `error: ...` line: unknown model, non-BERT backbone, vocabulary that
@@ -34,6 +41,9 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model", None, "Encoder spec: all-minilm-l6-v2, a Hugging Face dir, a "
                     "keras-hub preset dir (e.g. a student saved by minilm_tf.save_encoder).")
+flags.DEFINE_string("finetuned", None, "A tools/finetune.py run (its workdir) of a BERT "
+                    "classifier or regressor, exported as BertForSequenceClassification "
+                    "(instead of --model).")
 flags.DEFINE_string("output_dir", None, "Directory to write the Hugging Face model to.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --output_dir (only "
                   "once the new export is complete).")
@@ -53,6 +63,15 @@ def run(argv_flags=FLAGS) -> dict:
 
     # An existing directory is refused before the model is loaded.
     hf.check_target(argv_flags.output_dir, argv_flags.overwrite)
+    if argv_flags.finetuned:
+        from minilm_tf.export import hf_classifier
+
+        summary = hf_classifier.export_hf_classifier(argv_flags.finetuned, argv_flags.output_dir,
+                                                     overwrite=argv_flags.overwrite)
+        if argv_flags.reference:
+            hf_classifier.classifier_parity_reference(argv_flags.finetuned, argv_flags.reference)
+            summary["reference"] = argv_flags.reference
+        return summary
     encoder = load_teacher(argv_flags.model)
     summary = hf.export_hf(encoder, argv_flags.output_dir, overwrite=argv_flags.overwrite,
                            max_seq_length=argv_flags.max_seq_length)
@@ -67,7 +86,11 @@ def main(argv):
     if len(argv) > 1:
         print(f"error: unexpected arguments {argv[1:]}", file=sys.stderr)
         return 1
-    missing = [f"--{n}" for n in ("model", "output_dir") if not getattr(FLAGS, n)]
+    if bool(FLAGS.model) == bool(FLAGS.finetuned):
+        print("error: pass one of --model (an encoder) or --finetuned (a fine-tuning run).",
+              file=sys.stderr)
+        return 1
+    missing = [f"--{n}" for n in ("output_dir",) if not getattr(FLAGS, n)]
     if missing:
         print(f"error: missing required flags: {', '.join(missing)}", file=sys.stderr)
         return 1

@@ -81,6 +81,7 @@ __all__ = [
     "check_encoder",
     "check_target",
     "export_hf",
+    "write_hf_directory",
     "hf_config",
     "hf_hidden_act",
     "hf_state_dict",
@@ -106,6 +107,47 @@ def check_target(directory: str, overwrite: bool) -> None:
             f"{directory} already exists and is not empty; refusing to overwrite it "
             "(pass overwrite=True / --overwrite to replace it)."
         )
+
+
+def write_hf_directory(directory: str, overwrite: bool, config: dict, weights: dict,
+                       tokenizer, card: str, sentence: dict | None = None) -> list[str]:
+    """Writes a Hugging Face model directory (config, safetensors, WordPiece
+    tokenizer files, README.md; with `sentence`, the sentence-transformers
+    files) under a temporary name, renamed into place when complete; one
+    export at a time (the lock lives beside it). Returns the files written."""
+    from safetensors.numpy import save_file
+
+    parent, base = os.path.split(directory)
+    os.makedirs(parent, exist_ok=True)
+    with workdirs.exclusive(os.path.join(parent, f".{base}.lock"),
+                            f"the export directory {directory}"):
+        workdirs.remove_temporaries(parent, of=base)  # leftovers of a killed export
+        check_target(directory, overwrite)  # again: another export may have just finished
+        with atomic_directory(directory, overwrite=True) as tmp:
+            atomic_write_json(os.path.join(tmp, "config.json"), config)
+            save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.writelines(token + "\n" for token in tokenizer.get_vocabulary())
+            atomic_write_json(os.path.join(tmp, "tokenizer_config.json"),
+                              tokenizer_config(tokenizer, config["max_position_embeddings"]))
+            atomic_write_json(os.path.join(tmp, "special_tokens_map.json"),
+                              special_tokens_map(tokenizer))
+            if sentence:
+                atomic_write_json(os.path.join(tmp, "modules.json"),
+                                  modules_config(sentence["normalize"]))
+                os.makedirs(os.path.join(tmp, "1_Pooling"))
+                atomic_write_json(os.path.join(tmp, "1_Pooling", "config.json"),
+                                  sentence["pooling"])
+                atomic_write_json(os.path.join(tmp, "sentence_bert_config.json"),
+                                  sentence_bert_config(sentence["max_seq_length"]))
+                if sentence["normalize"]:
+                    os.makedirs(os.path.join(tmp, "2_Normalize"))
+                atomic_write_json(os.path.join(tmp, "config_sentence_transformers.json"),
+                                  sentence_transformers_config())
+            with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
+                f.write(card)
+            return sorted(os.path.relpath(os.path.join(d, name), tmp)
+                          for d, _, names in os.walk(tmp) for name in names)
 
 
 def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *,
@@ -136,8 +178,6 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
         FileExistsError: `directory` exists, is not empty and not
             `overwrite`, or is a file.
     """
-    from safetensors.numpy import save_file
-
     check_encoder(encoder)
     directory = os.path.abspath(directory)
     check_target(directory, overwrite)
@@ -155,41 +195,10 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
             "normalize": bool(encoder.metadata.get("normalize", False)),
             "max_seq_length": _max_seq_length(encoder, max_seq_length),
         }
-    # One export at a time into `directory` (the lock lives beside it, as the
-    # directory is replaced as a whole); leftovers of a killed one are removed.
-    parent, base = os.path.split(directory)
-    os.makedirs(parent, exist_ok=True)
-    with workdirs.exclusive(os.path.join(parent, f".{base}.lock"),
-                            f"the export directory {directory}"):
-        workdirs.remove_temporaries(parent, of=base)
-        check_target(directory, overwrite)  # again: another export may have just finished
-        with atomic_directory(directory, overwrite=True) as tmp:
-            atomic_write_json(os.path.join(tmp, "config.json"), config)
-            save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
-                f.writelines(token + "\n" for token in tokenizer.get_vocabulary())
-            atomic_write_json(os.path.join(tmp, "tokenizer_config.json"),
-                              tokenizer_config(tokenizer, config["max_position_embeddings"]))
-            atomic_write_json(os.path.join(tmp, "special_tokens_map.json"),
-                              special_tokens_map(tokenizer))
-            if sentence:
-                atomic_write_json(os.path.join(tmp, "modules.json"),
-                                  modules_config(sentence["normalize"]))
-                os.makedirs(os.path.join(tmp, "1_Pooling"))
-                atomic_write_json(os.path.join(tmp, "1_Pooling", "config.json"),
-                                  sentence["pooling"])
-                atomic_write_json(os.path.join(tmp, "sentence_bert_config.json"),
-                                  sentence_bert_config(sentence["max_seq_length"]))
-                if sentence["normalize"]:
-                    os.makedirs(os.path.join(tmp, "2_Normalize"))
-                atomic_write_json(os.path.join(tmp, "config_sentence_transformers.json"),
-                                  sentence_transformers_config())
-            with open(os.path.join(tmp, "README.md"), "w", encoding="utf-8") as f:
-                f.write(model_card(encoder, config, parameters, sentence, base))
-            files = sorted(
-                os.path.relpath(os.path.join(d, name), tmp)
-                for d, _, names in os.walk(tmp) for name in names
-            )
+    files = write_hf_directory(
+        directory, overwrite, config, weights, tokenizer,
+        model_card(encoder, config, parameters, sentence, os.path.basename(directory)),
+        sentence)
     summary = {
         "path": directory,
         "files": files,

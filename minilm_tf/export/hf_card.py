@@ -12,6 +12,26 @@ from minilm_tf.export.hf_configs import pooling_names
 from minilm_tf.models.encoders import LoadedEncoder
 
 
+def _architecture(encoder: LoadedEncoder, config: dict, parameters: int) -> list[str]:
+    """The card's architecture table."""
+    return [
+        "## Architecture",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| layers | {config['num_hidden_layers']} |",
+        f"| hidden size | {config['hidden_size']} |",
+        f"| attention heads | {config['num_attention_heads']} |",
+        f"| feed-forward size | {config['intermediate_size']} |",
+        f"| activation | `{config['hidden_act']}` (minilm_tf: `{encoder.hidden_act}`) |",
+        f"| vocabulary | {config['vocab_size']} WordPiece tokens "
+        f"(lowercase: {encoder.lowercase}, strip accents: "
+        f"{bool(getattr(encoder.tokenizer, 'strip_accents', False))}) |",
+        f"| max positions | {config['max_position_embeddings']} |",
+        f"| parameters | {parameters:,} (weights stored as float32) |",
+    ]
+
+
 def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: dict | None,
                directory_name: str) -> str:
     """A README.md for the export."""
@@ -35,21 +55,7 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
         "(`minilm_tf.export.hf.export_hf` / `tools/export_hf.py`) from Keras "
         "(keras-hub `BertBackbone`).",
         "",
-        "## Architecture",
-        "",
-        "| | |",
-        "|---|---|",
-        f"| layers | {config['num_hidden_layers']} |",
-        f"| hidden size | {config['hidden_size']} |",
-        f"| attention heads | {config['num_attention_heads']} |",
-        f"| feed-forward size | {config['intermediate_size']} |",
-        f"| activation | `{config['hidden_act']}` (minilm_tf: `{encoder.hidden_act}`) |",
-        f"| vocabulary | {config['vocab_size']} WordPiece tokens "
-        f"(lowercase: {encoder.lowercase}, strip accents: "
-        f"{bool(getattr(encoder.tokenizer, 'strip_accents', False))}) |",
-        f"| max positions | {config['max_position_embeddings']} |",
-        f"| parameters | {parameters:,} (weights stored as float32) |",
-    ]
+    ] + _architecture(encoder, config, parameters)
     if sentence:
         lines += [
             f"| sentence embedding | {', '.join(pooling_names(sentence['pooling']))} pooling"
@@ -127,6 +133,66 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
            "; this model uses exact GELU (`hidden_act: gelu`), so call "
            "`minilm_tf.models.encoders.set_feedforward_activation(backbone, \"gelu\")` after "
            "loading it that way."),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+
+def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, labels: dict,
+                    directory_name: str) -> str:
+    """A README.md for a `BertForSequenceClassification` export."""
+    regression = config["problem_type"] == "regression"
+    spec = encoder.spec
+    origin = os.path.basename(os.path.normpath(spec)) if os.sep in spec else spec
+    lines = [
+        "---",
+        "library_name: transformers",
+        "pipeline_tag: text-classification",
+        "tags:",
+        "- minilm_tf",
+        "- bert",
+        "- text-classification",
+        "---",
+        "",
+        f"# {directory_name}",
+        "",
+        f"A BERT {'regressor' if regression else 'classifier'} fine-tuned with minilm_tf "
+        f"(`tools/finetune.py`) on `{labels.get('task', '?')}`"
+        f"{' (sentence pairs)' if labels.get('is_pair') else ''}, exported as "
+        "`BertForSequenceClassification` (`minilm_tf.export.hf_classifier`, "
+        "`tools/export_hf.py --finetuned`).",
+        "",
+    ] + _architecture(encoder, config, parameters) + [
+        f"| head | pooled [CLS] (BERT pooler) -> dropout -> dense, {config['num_labels']} "
+        f"output{'s' if config['num_labels'] > 1 else ''} |",
+        f"| labels | {', '.join(config['label2id']) if not regression else 'one score'} |",
+        f"| fine-tuned on | {labels.get('sequence_length', '?')} tokens per example |",
+        "",
+        "## Provenance",
+        "",
+        f"- Encoder fine-tuned: `{origin}`",
+        "- Evaluation: the run's `report.json` (validation and test metrics).",
+        "",
+        "## Usage",
+        "",
+        "transformers:",
+        "",
+        "```python",
+        "from transformers import pipeline",
+        "",
+        f'classifier = pipeline("text-classification", model="{directory_name}")',
+        'classifier(["A sentence."])',
+        "```",
+        "",
+        "Keras (the run's own directory):",
+        "",
+        "```python",
+        "from minilm_tf.tasks.finetuned import load_finetuned",
+        "",
+        'model, _, labels = load_finetuned("RUN_DIR")',
+        'model.predict(["A sentence."])',
+        "```",
         "",
     ]
     return "\n".join(lines)

@@ -1,0 +1,137 @@
+"""Fine-tuned classifiers and regressors as Hugging Face
+`BertForSequenceClassification` directories.
+
+A `tools/finetune.py` run of a BERT encoder holds a keras-hub
+`BertTextClassifier`: pooled [CLS] (the BERT pooler, dense + tanh) ->
+dropout -> dense. That is `BertForSequenceClassification`'s computation, so
+the export is the encoder's state dict under `bert.`, the head as
+`classifier.weight` / `classifier.bias`, and a config with `num_labels`,
+`id2label` / `label2id` (the run's label vocabulary) and `problem_type`
+(`single_label_classification`, or `regression` for one output).
+`classifier_parity_reference` writes the Keras logits of the parity texts
+for `tools/check_hf_parity.py`, which compares them with
+`AutoModelForSequenceClassification`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+from minilm_tf.export.hf import (
+    PARITY_TEXTS,
+    ExportError,
+    check_encoder,
+    check_target,
+    hf_config,
+    hf_state_dict,
+    write_hf_directory,
+)
+from minilm_tf.export.hf_card import classifier_card
+from minilm_tf.models.encoders import LoadedEncoder
+from minilm_tf.tasks.finetuned import LABELS_FILE, MODEL_DIR, load_finetuned
+
+
+def load_classifier(finetuned: str):
+    """(LoadedEncoder of the fine-tuned encoder, the head's Dense layer, the
+    labels dict, the Keras task model) of a fine-tuning run (its workdir or
+    its `model/` dir)."""
+    model_dir = finetuned
+    if os.path.isdir(os.path.join(finetuned, MODEL_DIR)):
+        model_dir = os.path.join(finetuned, MODEL_DIR)
+    try:
+        with open(os.path.join(model_dir, LABELS_FILE), encoding="utf-8") as f:
+            kind = json.load(f).get("kind")
+    except FileNotFoundError:
+        raise ExportError(f"{finetuned} is not a fine-tuning run (no {LABELS_FILE}); pass "
+                          "the workdir of a tools/finetune.py classification or regression "
+                          "run.") from None
+    if kind not in ("classification", "regression"):
+        raise ExportError(f"{finetuned} is a {kind!r} run; only classification and "
+                          "regression runs export as BertForSequenceClassification.")
+    model, preprocessor, labels = load_finetuned(finetuned)
+    try:
+        head = model.get_layer("logits")
+    except ValueError:
+        head = None
+    if head is None or preprocessor is None or type(model).__name__ != "BertTextClassifier":
+        raise ExportError(f"{finetuned} holds a {type(model).__name__}; only a BERT "
+                          "classifier (pooled [CLS] -> dense) has a Hugging Face "
+                          "equivalent here.")
+    meta = {}
+    if os.path.exists(os.path.join(model_dir, "minilm_tf.json")):
+        with open(os.path.join(model_dir, "minilm_tf.json"), encoding="utf-8") as f:
+            meta = json.load(f)
+    encoder = LoadedEncoder(model.backbone, preprocessor.tokenizer,
+                            meta.get("finetuned_from") or finetuned,
+                            meta.get("hidden_act") or "gelu_approximate",
+                            metadata={k: v for k, v in meta.items()
+                                      if k not in ("hidden_act", "finetuned_from")})
+    check_encoder(encoder)
+    return encoder, head, labels, model
+
+
+def classifier_config(encoder: LoadedEncoder, labels: dict) -> dict:
+    """`config.json` of a `BertForSequenceClassification`."""
+    config = hf_config(encoder)
+    names = labels.get("labels") or []
+    num = int(labels["num_outputs"])
+    regression = labels["kind"] == "regression"
+    if not regression and len(names) != num:
+        raise ExportError(f"The run's label vocabulary has {len(names)} labels for {num} "
+                          "outputs.")
+    id2label = ({0: "LABEL_0"} if regression else dict(enumerate(map(str, names))))
+    config.update({
+        "architectures": ["BertForSequenceClassification"],
+        "num_labels": num,
+        "id2label": {str(i): n for i, n in id2label.items()},
+        "label2id": {n: i for i, n in id2label.items()},
+        "problem_type": "regression" if regression else "single_label_classification",
+        "classifier_dropout": None,
+    })
+    return config
+
+
+def export_hf_classifier(finetuned: str, directory: str, overwrite: bool = False) -> dict:
+    """Writes a fine-tuning run's classifier as a Hugging Face
+    `BertForSequenceClassification` directory (written under a temporary
+    name, renamed into place; an existing non-empty one is refused unless
+    `overwrite`). Returns a summary: `path`, `files`, `parameters`,
+    `num_labels`, `id2label`, `problem_type`."""
+    directory = os.path.abspath(directory)
+    check_target(directory, overwrite)
+    encoder, head, labels, model = load_classifier(finetuned)
+    config = classifier_config(encoder, labels)
+    weights = {f"bert.{k}": v for k, v in hf_state_dict(encoder.backbone).items()}
+    weights["classifier.weight"] = np.ascontiguousarray(
+        np.asarray(head.kernel, dtype=np.float32).T)
+    weights["classifier.bias"] = np.asarray(head.bias, dtype=np.float32)
+    parameters = int(model.count_params())
+    if sum(int(v.size) for v in weights.values()) != parameters:
+        raise ExportError("The exported weights do not cover every weight of the classifier "
+                          f"({sum(int(v.size) for v in weights.values())} of {parameters}).")
+    card = classifier_card(encoder, config, parameters, labels, os.path.basename(directory))
+    files = write_hf_directory(directory, overwrite, config, weights, encoder.tokenizer, card)
+    return {"path": directory, "files": files, "parameters": parameters,
+            "num_labels": config["num_labels"], "id2label": config["id2label"],
+            "problem_type": config["problem_type"]}
+
+
+def classifier_parity_reference(finetuned: str, path: str,
+                                texts: Sequence[str] = PARITY_TEXTS) -> dict:
+    """Writes (.npz) the parity texts, their keras-hub token ids, padding mask
+    and the Keras classifier's logits, for tools/check_hf_parity.py."""
+    encoder, _, labels, model = load_classifier(finetuned)
+    features = model.preprocessor(list(texts))
+    lengths = np.asarray(features["padding_mask"]).sum(axis=1)
+    width = max(1, int(lengths.max()))
+    features = {k: np.asarray(v)[:, :width] for k, v in features.items()}
+    logits = np.asarray(model(features, training=False), dtype=np.float32)
+    arrays = {"texts": np.array(list(texts), dtype=str), "token_ids": features["token_ids"],
+              "padding_mask": features["padding_mask"], "logits": logits,
+              "max_seq_length": np.array(int(model.preprocessor.sequence_length))}
+    np.savez(path, **arrays)
+    return arrays

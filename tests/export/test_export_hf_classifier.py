@@ -1,0 +1,120 @@
+"""Fine-tuned classifiers as Hugging Face BertForSequenceClassification
+(minilm_tf/export/hf_classifier.py, tools/export_hf.py --finetuned): config,
+weights against the Keras layers, refusals; logits in the real transformers
+library when .venv-torch exists (tools/make_torch_env.sh)."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import export_fixtures
+from locations import REPO_ROOT, TOOLS_DIR
+from minilm_tf.export import hf, hf_classifier
+from minilm_tf.models.encoders import LoadedEncoder
+from minilm_tf.tasks.finetuned import load_finetuned
+
+TORCH_PYTHON = os.path.join(REPO_ROOT, ".venv-torch", "bin", "python")
+LABELS = ["negative", "neutral", "positive"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("clf")
+    return export_fixtures.make_finetune_workdir(
+        str(root / "run"), export_fixtures.real_vocab_tokenizer(), labels=LABELS, head_scale=5.0)
+
+
+@pytest.fixture(scope="module")
+def exported(run_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("hf") / "classifier")
+    return out, hf_classifier.export_hf_classifier(run_dir, out)
+
+
+def test_config_names_the_labels_and_the_task(exported):
+    out, summary = exported
+    config = json.load(open(os.path.join(out, "config.json")))
+    assert config["architectures"] == ["BertForSequenceClassification"]
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    assert config["label2id"] == {"negative": 0, "neutral": 1, "positive": 2}
+    assert config["num_labels"] == 3 and config["problem_type"] == "single_label_classification"
+    assert summary["num_labels"] == 3 and "README.md" in summary["files"]
+    card = open(os.path.join(out, "README.md")).read()
+    assert "pipeline_tag: text-classification" in card and "negative, neutral, positive" in card
+
+
+def test_weights_are_the_encoder_under_bert_and_the_head(run_dir, exported):
+    out, summary = exported
+    weights = load_file(os.path.join(out, "model.safetensors"))
+    model, _, _ = load_finetuned(run_dir)
+    encoder_weights = hf.hf_state_dict(model.backbone)
+    assert set(weights) == {f"bert.{k}" for k in encoder_weights} | {"classifier.weight",
+                                                                     "classifier.bias"}
+    for name, value in encoder_weights.items():
+        np.testing.assert_array_equal(weights[f"bert.{name}"], value)
+    head = model.get_layer("logits")
+    np.testing.assert_array_equal(weights["classifier.weight"], np.asarray(head.kernel).T)
+    np.testing.assert_array_equal(weights["classifier.bias"], np.asarray(head.bias))
+    assert sum(v.size for v in weights.values()) == summary["parameters"] == model.count_params()
+
+
+def test_head_on_the_exported_pooler_gives_the_keras_logits(run_dir, tmp_path):
+    """The BertForSequenceClassification head, computed in numpy from the
+    exported pooler and classifier weights on the Keras [CLS] state, equals
+    the Keras logits."""
+    ref = hf_classifier.classifier_parity_reference(run_dir, str(tmp_path / "ref.npz"))
+    out = str(tmp_path / "hf")
+    hf_classifier.export_hf_classifier(run_dir, out)
+    w = load_file(os.path.join(out, "model.safetensors"))
+    model, _, _ = load_finetuned(run_dir)
+    features = {"token_ids": ref["token_ids"], "padding_mask": ref["padding_mask"],
+                "segment_ids": np.zeros_like(ref["token_ids"])}
+    cls = np.asarray(model.backbone(features)["sequence_output"])[:, 0]
+    pooled = np.tanh(cls @ w["bert.pooler.dense.weight"].T + w["bert.pooler.dense.bias"])
+    logits = pooled @ w["classifier.weight"].T + w["classifier.bias"]
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-5)
+    assert ref["logits"].shape == (len(hf.PARITY_TEXTS), 3)
+
+
+def test_regression_config():
+    run = {"kind": "regression", "num_outputs": 1, "labels": None}
+    tokenizer = export_fixtures.real_vocab_tokenizer()
+    encoder = LoadedEncoder(export_fixtures.tiny_backbone(tokenizer, 0), tokenizer, "tiny",
+                               "gelu_approximate")
+    config = hf_classifier.classifier_config(encoder, run)
+    assert config["problem_type"] == "regression" and config["num_labels"] == 1
+
+
+def test_runs_without_a_bert_classifier_are_refused(tmp_path):
+    os.makedirs(tmp_path / "qa")
+    (tmp_path / "qa" / "labels.json").write_text(json.dumps({"kind": "qa"}))
+    with pytest.raises(hf.ExportError, match="'qa' run; only classification and regression"):
+        hf_classifier.export_hf_classifier(str(tmp_path / "qa"), str(tmp_path / "out"))
+    with pytest.raises(hf.ExportError, match="not a fine-tuning run"):
+        hf_classifier.export_hf_classifier(str(tmp_path), str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+
+
+@pytest.mark.skipif(not os.path.exists(TORCH_PYTHON),
+                    reason=".venv-torch does not exist (tools/make_torch_env.sh)")
+def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
+    out, ref = str(tmp_path / "hf"), str(tmp_path / "ref.npz")
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"),
+                           "--finetuned", run_dir, "--output_dir", out, "--reference", ref],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = subprocess.run([TORCH_PYTHON, os.path.join(TOOLS_DIR, "check_hf_parity.py"),
+                           "--model_dir", out, "--reference", ref],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    report = json.loads(proc.stdout[proc.stdout.index("{"):])
+    assert report["hf_classes"]["model"] == "BertForSequenceClassification"
+    assert report["logits_max_abs_diff"] <= 1e-5 and not report["tensorflow_imported"]
+    assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)
+    assert report["same_predicted_label"] == len(hf.PARITY_TEXTS)
+    assert report["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    print(json.dumps({k: report[k] for k in ("logits_max_abs_diff", "logits_max_abs")}))
