@@ -36,6 +36,7 @@ from absl import logging
 from minilm_tf import data as corpus
 from minilm_tf.models.distiller import MiniLMDistiller
 from minilm_tf.models.encoders import LoadedEncoder, load_teacher, save_encoder
+from minilm_tf.training.model_cards import distillation_card
 from minilm_tf.models.students import build_student, count_params
 from minilm_tf.optimizers.adamw import make_adamw
 from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, seed_states
@@ -52,7 +53,7 @@ from minilm_tf.training.distillation_metrics import (
 )
 from minilm_tf.training.distribute import (hold_for_worker, is_chief, make_strategy,
                                            resolve_jit_compile)
-from minilm_tf.utils.fileio import atomic_directory, atomic_write_json
+from minilm_tf.utils.fileio import atomic_directory, atomic_write_json, atomic_write_text
 
 METRICS_FILE = "metrics.csv"
 CONFIG_FILE = "run_config.json"
@@ -318,6 +319,7 @@ def _publish(report: dict, student: LoadedEncoder) -> None:
     """Writes the student preset, then report.json (its presence marks a finished run)."""
     with atomic_directory(report["student_dir"], overwrite=True) as tmp:
         save_encoder(student, tmp)
+        atomic_write_text(os.path.join(tmp, "README.md"), distillation_card(report))
     atomic_write_json(os.path.join(os.path.dirname(report["student_dir"]), "report.json"), report)
 
 

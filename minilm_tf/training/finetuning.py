@@ -43,6 +43,7 @@ from minilm_tf.tasks.latency import measure_latency
 from minilm_tf.training import qa_finetuning, resume
 from minilm_tf.training.callbacks import ValidationMetricCallback
 from minilm_tf.training.distribute import hold_for_worker, make_strategy, resolve_jit_compile
+from minilm_tf.training.model_cards import write_card
 from minilm_tf.training.finetune_common import (
     FinetuneConfig,
     clear_previous_run,
@@ -119,6 +120,7 @@ def _write_report(config, kind, encoder, result, workdir, t_start) -> Dict[str, 
     report["hyperparameters"] = dict(config_dict(config), **result.get("_settings", {}))
     report["versions"] = library_versions()
     report = fileio.json_clean(report)
+    write_card(os.path.join(workdir, finetuned.MODEL_DIR), report)
     fileio.atomic_write_json(os.path.join(workdir, finetuned.REPORT_FILE), report)
     return report
 

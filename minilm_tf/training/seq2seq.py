@@ -47,6 +47,7 @@ from minilm_tf.tasks.generation.metrics import generation_metrics
 from minilm_tf.tasks.generation.model import Seq2SeqLM
 from minilm_tf.training import resume
 from minilm_tf.training.distribute import hold_for_worker, make_strategy
+from minilm_tf.training.model_cards import write_card
 from minilm_tf.utils import fileio
 from minilm_tf.utils.versions import library_versions
 
@@ -305,5 +306,6 @@ def run_seq2seq(config: Seq2SeqConfig,
             "wall_seconds": time.perf_counter() - t_start,
             "versions": library_versions(),
         }
+        write_card(wd.path(MODEL_DIR), report)
         fileio.atomic_write_json(wd.path(REPORT_FILE), report, clean=True)
     return report

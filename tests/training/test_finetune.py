@@ -209,6 +209,9 @@ def test_tools_finetune_end_to_end(tmp_path, toy_files, tiny_encoder):
     assert report["throughput"]["train_examples_per_sec"] > 0
     assert os.path.isdir(os.path.join(workdir, "model"))
     assert os.path.isfile(os.path.join(workdir, "labels.json"))
+    card = open(os.path.join(workdir, "model", "README.md")).read()  # the model card
+    pearson = report["metrics"]["validation"]["pearson"]
+    assert "`toy_sts` (regression)" in card and f"| validation | {pearson:.4f} |" in card
     summary = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert summary["report"] == os.path.join(workdir, "report.json")
 

@@ -75,6 +75,9 @@ def test_run_writes_report_samples_and_model(finished_run):
         assert written["results"][split]["tokens_per_second"] > 0
     assert written["decoding"]["beam_size"] == 2
     assert written["data"]["sizes"] == {"train": 96, "validation": 16, "test": 16}
+    card = open(os.path.join(report["model_dir"], "README.md")).read()  # the model card
+    assert "`copy` (seq2seq)" in card
+    assert f"{written['results']['test']['metrics']['rougeL']:.4f}" in card
     with open(os.path.join(cfg.workdir, seq2seq.SAMPLES_FILE), encoding="utf-8") as f:
         samples = [json.loads(line) for line in f]
     assert len(samples) == 8 and {s["split"] for s in samples} == {"validation", "test"}
