@@ -32,6 +32,20 @@ def _architecture(encoder: LoadedEncoder, config: dict, parameters: int) -> list
     ]
 
 
+def distillation_section(source_dir: str | None) -> list[str] | None:
+    """The "## Distillation" section of the model card a distillation run
+    wrote beside the student (`student/README.md`), when there is one."""
+    path = os.path.join(source_dir or "", "README.md")
+    if not source_dir or not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if "\n## Distillation\n" not in text:
+        return None
+    section = text.split("\n## Distillation\n", 1)[1].split("\n## ", 1)[0]
+    return ["## Distillation", *section.rstrip().splitlines(), ""]
+
+
 def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: dict | None,
                directory_name: str) -> str:
     """A README.md for the export."""
@@ -84,12 +98,12 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
              if k not in ("init", "pooling", "normalize", "hidden_act")}
     if other:
         lines.append(f"- Other metadata: `{json.dumps(other, sort_keys=True, default=str)}`")
-    lines += [
-        "",
+    distilled = distillation_section(encoder.source_dir)
+    lines += [""] + (distilled or [
         "Whether (and how) it was distilled or fine-tuned is what the spec and "
         "initialisation above say; see the run that produced it for its training "
         "data and evaluation.",
-        "",
+        ""]) + [
         "## Usage",
         "",
         "transformers:",

@@ -433,3 +433,20 @@ def test_known_tokenizer_differences_stay_true(all_minilm, exported_teacher, tmp
 def test_check_tool_bad_input(tmp_path):
     proc, _ = _check(str(tmp_path / "missing"), str(tmp_path / "missing.npz"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
+
+
+def test_model_card_of_a_distilled_student_keeps_its_distillation_facts(tmp_path):
+    from minilm_tf.training.model_cards import distillation_card
+
+    preset = export_fixtures.save_tiny_encoder_preset(str(tmp_path / "student"),
+                                                      export_fixtures.real_vocab_tokenizer())
+    report = {"config": {"teacher": "all-minilm-l6-v2", "objective": "minilm+300*embedding_mse",
+                         "student": {"num_layers": 1}}, "steps": 7, "tokens_seen": 896,
+              "heldout_loss_before": {"loss": 2.0}, "heldout_loss_after": {"loss": 1.5}}
+    with open(os.path.join(preset, "README.md"), "w", encoding="utf-8") as f:
+        f.write(distillation_card(report))
+    out = tmp_path / "hf"
+    hf.export_hf(minilm_tf.load_teacher(preset), str(out))
+    card = (out / "README.md").read_text()
+    assert "## Distillation" in card and "`minilm+300*embedding_mse`" in card
+    assert "| loss | 2.0000 | 1.5000 |" in card and card.count("## Usage") == 1
