@@ -22,7 +22,6 @@ def main(argv, config_of, run, rows_of, markdown_of, renames=None) -> int:
     _cli.check_arguments(argv, ("models", "task", "workdir"))
     if FLAGS.model:
         raise app.UsageError("Use --models (comma-separated), not --model.")
-    from minilm_tf.tasks.comparison import comparison_chart
     from minilm_tf.training import comparison_runs
     from minilm_tf.training.checkpointing import RunInterrupted
     from minilm_tf.utils import workdir as workdirs
@@ -47,8 +46,7 @@ def main(argv, config_of, run, rows_of, markdown_of, renames=None) -> int:
             rows = rows_of(runs, models)
             table = markdown_of(rows, FLAGS.task)
             print(table)
-            paths = comparison_runs.write_comparison(held.root, FLAGS.task, models, rows, table,
-                                                     comparison_chart)
+            paths = comparison_runs.write_comparison(held.root, FLAGS.task, models, rows, table)
     except _cli.USER_ERRORS as e:
         print(f"error: {_cli.flag_message(e, renames)}", file=sys.stderr)
         return 1

@@ -13,7 +13,7 @@ import json
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from minilm_tf.tasks.comparison import model_slug
+from minilm_tf.tasks.comparison import comparison_chart, model_slug
 from minilm_tf.tasks.finetuned import REPORT_FILE
 from minilm_tf.utils.fileio import atomic_write_json, atomic_write_text
 
@@ -66,11 +66,11 @@ def fine_tune_each(workdir: str, models: Sequence[str], seeds: Optional[Sequence
     return runs
 
 
-def write_comparison(workdir: str, task: str, models: Sequence[str], rows, table: str,
-                     chart: Callable[[Any, str, str], None]) -> List[str]:
+def write_comparison(workdir: str, task: str, models: Sequence[str], rows,
+                     table: str) -> List[str]:
     """Writes compare.json, compare.md and compare.png; returns their paths."""
     paths = [os.path.join(workdir, n) for n in OUTPUT_FILES]
     atomic_write_json(paths[0], {"task": task, "teacher": models[0], "rows": rows})
     atomic_write_text(paths[1], table)
-    chart(rows, paths[2], task)
+    comparison_chart(rows, paths[2], task)
     return paths
