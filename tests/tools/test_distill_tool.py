@@ -189,5 +189,5 @@ def test_next_command_is_quoted_and_uses_this_interpreter(tmp_path, small_corpus
     report = json.loads((workdir / "report.json").read_text())
     card = (workdir / "student" / "README.md").read_text()  # the student's model card
     after = report["heldout_loss_after"]["loss"]
-    assert f"`{report['config']['objective']}`" in card and f"| loss |" in card
+    assert f"`{report['config']['objective']}`" in card and "| loss |" in card
     assert f"{after:.4f} |" in card and f"{report['tokens_seen']:,} tokens" in card
