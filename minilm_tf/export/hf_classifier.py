@@ -32,16 +32,14 @@ from minilm_tf.export.hf import (
 )
 from minilm_tf.export.hf_card import classifier_card
 from minilm_tf.models.encoders import LoadedEncoder
-from minilm_tf.tasks.finetuned import LABELS_FILE, MODEL_DIR, load_finetuned
+from minilm_tf.tasks.finetuned import LABELS_FILE, load_finetuned, saved_model_dir
 
 
 def load_classifier(finetuned: str):
     """(LoadedEncoder of the fine-tuned encoder, the head's Dense layer, the
     labels dict, the Keras task model) of a fine-tuning run (its workdir or
     its `model/` dir)."""
-    model_dir = finetuned
-    if os.path.isdir(os.path.join(finetuned, MODEL_DIR)):
-        model_dir = os.path.join(finetuned, MODEL_DIR)
+    model_dir = saved_model_dir(finetuned)
     try:
         with open(os.path.join(model_dir, LABELS_FILE), encoding="utf-8") as f:
             kind = json.load(f).get("kind")

@@ -76,6 +76,13 @@ def _with_preprocessor(model, preprocessor):
     clone.set_weights(model.get_weights())
     return clone
 
+def saved_model_dir(workdir_or_model_dir: str) -> str:
+    """The directory a run's model was saved in: `<workdir>/model/` when the
+    run saved a keras-hub preset, else the path as given."""
+    model_dir = os.path.join(workdir_or_model_dir, MODEL_DIR)
+    return model_dir if os.path.isdir(model_dir) else workdir_or_model_dir
+
+
 def load_finetuned(workdir_or_model_dir: str):
     """(model, preprocessor or None, labels dict) of a saved run.
 
@@ -88,9 +95,7 @@ def load_finetuned(workdir_or_model_dir: str):
     `keras_hub.models.TextClassifier.from_preset(model_dir)` loads it too,
     but with keras-hub's default (tanh-approximate) GELU.
     """
-    path = workdir_or_model_dir
-    if os.path.isdir(os.path.join(path, MODEL_DIR)):
-        path = os.path.join(path, MODEL_DIR)
+    path = saved_model_dir(workdir_or_model_dir)
     if os.path.isfile(os.path.join(path, MODEL_KERAS_FILE)):
         with open(os.path.join(path, LABELS_FILE), encoding="utf-8") as f:
             labels = json.load(f)
