@@ -96,3 +96,92 @@ def save_tiny_encoder_preset(directory: str, tokenizer, seed: int = 1) -> str:
                                       "normalize": True})
     save_encoder(encoder, directory)
     return directory
+
+
+# --------------------------------------------------------------------------- other architectures
+# Texts the tiny RoBERTa / XLM-R tokenizers are built from (and tested on).
+ARCHITECTURE_TEXTS = (
+    "the cat sat on the mat. the dog ate the bone!",
+    "A great movie, with a wonderful cast; prices rose 3.75% in 2024.",
+    "Caf\u00e9 cr\u00e8me in Z\u00fcrich and M\u00fcnchen, the Champs-\u00c9lys\u00e9es.",
+    "What?! No... really?? \"Yes\" -- she said (maybe) [not] {sure}",
+)
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (byte-level BPE's alphabet)."""
+    keep = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("\u00a1"), ord("\u00ac") + 1))
+            + list(range(ord("\u00ae"), ord("\u00ff") + 1)))
+    table, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            table[b] = chr(b)
+        else:
+            table[b] = chr(256 + extra)
+            extra += 1
+    return table
+
+
+def roberta_tokenizer():
+    """A keras-hub RobertaTokenizer: the 256 byte symbols, a few merges, RoBERTa's
+    special tokens (<s>=0, <pad>=1, </s>=2, <unk>=3, <mask> last)."""
+    vocabulary = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}
+    for symbol in _bytes_to_unicode().values():
+        vocabulary.setdefault(symbol, len(vocabulary))
+    merges = ["\u0120 t", "h e", "\u0120t he", "a t", "\u0120 c", "\u0120c at", "i n", "e r",
+              "\u0120 m", "\u0120m at", "o n", "\u0120 on", "\u0120 s", "\u0120s at"]
+    for merge in merges:
+        vocabulary.setdefault(merge.replace(" ", ""), len(vocabulary))
+    vocabulary["<mask>"] = len(vocabulary)
+    return keras_hub.models.RobertaTokenizer(vocabulary=vocabulary, merges=merges)
+
+
+def xlm_roberta_tokenizer():
+    """A keras-hub XLMRobertaTokenizer on a small unigram SentencePiece model
+    trained here (SentencePiece's default ids: <unk>=0, <s>=1, </s>=2)."""
+    import io
+
+    import sentencepiece as spm
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(ARCHITECTURE_TEXTS * 4), model_writer=model, vocab_size=120,
+        model_type="unigram", character_coverage=1.0, hard_vocab_limit=False,
+        pad_id=-1, minloglevel=2)
+    return keras_hub.models.XLMRobertaTokenizer(proto=model.getvalue())
+
+
+def wordpiece_tokenizer(cls):
+    return cls(vocabulary=vocab_path(), lowercase=True, strip_accents=True)
+
+
+def architecture_encoder(name: str, seed: int = 0, hidden: int = HIDDEN,
+                         sentence: bool = True) -> LoadedEncoder:
+    """A tiny random encoder of `name` (bert, roberta, xlm_roberta,
+    distil_bert, electra) with its own tokenizer; a mean-pooled, normalised
+    sentence encoder unless `sentence` is False."""
+    M = keras_hub.models
+    tokenizer = {
+        "bert": lambda: wordpiece_tokenizer(M.BertTokenizer),
+        "roberta": roberta_tokenizer,
+        "xlm_roberta": xlm_roberta_tokenizer,
+        "distil_bert": lambda: wordpiece_tokenizer(M.DistilBertTokenizer),
+        "electra": lambda: wordpiece_tokenizer(M.ElectraTokenizer),
+    }[name]()
+    keras.utils.set_random_seed(seed)
+    common = dict(num_layers=2, num_heads=2, hidden_dim=hidden, intermediate_dim=2 * hidden,
+                  max_sequence_length=64)
+    vocab = tokenizer.vocabulary_size()
+    backbone = {
+        "bert": lambda: M.BertBackbone(vocabulary_size=vocab, **common),
+        "roberta": lambda: M.RobertaBackbone(vocabulary_size=vocab, **common),
+        "xlm_roberta": lambda: M.XLMRobertaBackbone(vocabulary_size=vocab, **common),
+        "distil_bert": lambda: M.DistilBertBackbone(vocabulary_size=vocab, **common),
+        # Narrower embeddings: the export carries the embeddings projection.
+        "electra": lambda: M.ElectraBackbone(vocab_size=vocab, embedding_dim=hidden // 2,
+                                             **common),
+    }[name]()
+    activation = {"bert": "gelu_approximate", "electra": "gelu_approximate"}.get(name, "gelu")
+    metadata = ({"pooling": {"pooling_mode_mean_tokens": True}, "normalize": True}
+                if sentence else {})
+    return LoadedEncoder(backbone, tokenizer, f"tiny-{name}", activation, metadata=metadata)

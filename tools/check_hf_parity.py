@@ -33,6 +33,7 @@ Prints a JSON report. Exit status: 0 all checks pass, 1 a check failed,
 """
 
 import argparse
+import inspect
 import json
 import os
 import sys
@@ -139,7 +140,11 @@ def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance:
 
     report["libraries"]["transformers"] = transformers.__version__
     report["hf_classes"] = {"tokenizer": type(tokenizer).__name__, "model": type(model).__name__,
-                            "hidden_act": model.config.hidden_act}
+                            "hidden_act": getattr(model.config, "hidden_act", None)
+                            or getattr(model.config, "activation", None)}
+    # DistilBERT's model takes no token types; RoBERTa's ignore-able single row is zeros.
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
+    ref_pooler = ref["pooler_output"]
 
     mismatches = _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len)
     report["token_ids"] = {"identical": len(texts) - len(mismatches), "of": len(texts),
@@ -152,15 +157,17 @@ def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance:
         for start in range(0, len(texts), batch_size):
             ids = torch.tensor(ref_ids[start:start + batch_size], dtype=torch.long)
             mask = torch.tensor(ref_mask[start:start + batch_size], dtype=torch.long)
-            out = model(input_ids=ids, attention_mask=mask,
-                        token_type_ids=torch.zeros_like(ids))
+            types = {"token_type_ids": torch.zeros_like(ids)} if takes_types else {}
+            out = model(input_ids=ids, attention_mask=mask, **types)
             hidden = out.last_hidden_state.numpy()
             real = ref_mask[start:start + batch_size]
             hidden_diffs.append(_max_abs(hidden[real],
                                          ref["last_hidden_state"][start:start + batch_size][real]))
-            if out.pooler_output is not None:
-                pooler_diffs.append(_max_abs(out.pooler_output.numpy(),
-                                             ref["pooler_output"][start:start + batch_size]))
+            # The reference has a pooler only where the Keras one is the HF one (BERT).
+            pooler = getattr(out, "pooler_output", None)
+            if pooler is not None and ref_pooler.shape[-1]:
+                pooler_diffs.append(_max_abs(pooler.numpy(),
+                                             ref_pooler[start:start + batch_size]))
     report["last_hidden_state_max_abs_diff"] = max(hidden_diffs, default=0.0)
     report["last_hidden_state_max_abs"] = float(np.max(np.abs(ref["last_hidden_state"])))
     report["pooler_output_max_abs_diff"] = max(pooler_diffs, default=None)

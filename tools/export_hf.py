@@ -1,5 +1,6 @@
-r"""Export a BERT-architecture encoder (a teacher or a distilled student) as a
-Hugging Face / sentence-transformers model directory.
+r"""Export an encoder (a teacher or a distilled student; BERT, RoBERTa,
+XLM-RoBERTa, DistilBERT or ELECTRA) as a Hugging Face / sentence-transformers
+model directory.
 
 Examples:
 
@@ -16,7 +17,9 @@ Examples:
   python tools/export_hf.py --finetuned runs/ft_rt --output_dir exports/hf/rt_classifier \
       --reference exports/hf/rt_classifier_reference.npz
 
-Writes config.json (BertModel), model.safetensors, vocab.txt,
+Writes config.json (BertModel, RobertaModel, XLMRobertaModel,
+DistilBertModel or ElectraModel), model.safetensors, the tokenizer files
+(vocab.txt; vocab.json + merges.txt; sentencepiece.bpe.model),
 tokenizer_config.json, special_tokens_map.json, a README.md model card and,
 for sentence encoders, the sentence-transformers files (modules.json,
 1_Pooling/, sentence_bert_config.json, 2_Normalize/,
@@ -26,8 +29,10 @@ BertForSequenceClassification with the run's labels as id2label (see
 minilm_tf/export/hf_classifier.py). The directory is written under a temporary name and renamed
 into place when complete; an existing non-empty one is refused unless
 --overwrite. Prints a JSON summary. Exit status: 0 written, 1 bad input
-(one `error: ...` line: unknown model, non-BERT backbone, vocabulary that
-does not match the embeddings, existing directory).
+(one `error: ...` line: unknown model, an architecture without a Hugging
+Face mapping, a tokenizer of another architecture, vocabulary that does not
+match the embeddings, existing directory). Fine-tuned classifiers export
+from BERT runs only.
 """
 
 import json

@@ -3,6 +3,8 @@
 # sentence-transformers, used only by tools/check_hf_parity.py to load a
 # Hugging Face export (tools/export_hf.py) in the real libraries. minilm_tf
 # itself never needs torch; this environment does not install minilm_tf.
+# (sentencepiece and protobuf: transformers reads an XLM-R export's
+# sentencepiece.bpe.model with them.)
 #
 # Installs the exact versions in requirements-torch.txt (torch 2.13.0 CPU).
 # With REFRESH=1 it installs the unpinned set instead and rewrites
@@ -14,7 +16,7 @@ PYTHON=${PYTHON:-python3}
 [ -x .venv-torch/bin/python ] || "$PYTHON" -m venv .venv-torch
 PIP=(.venv-torch/bin/pip install -q --disable-pip-version-check)
 if [ "${REFRESH:-0}" = 1 ] || [ ! -f requirements-torch.txt ]; then
-  "${PIP[@]}" torch==2.13.0 transformers sentence-transformers safetensors
+  "${PIP[@]}" torch==2.13.0 transformers sentence-transformers safetensors sentencepiece protobuf
   {
     echo "# Exact pins for .venv-torch (tools/make_torch_env.sh; REFRESH=1 rewrites this file)."
     echo "# Only tools/check_hf_parity.py uses it; minilm_tf does not depend on torch."

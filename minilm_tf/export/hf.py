@@ -1,20 +1,22 @@
-"""Hugging Face / sentence-transformers export of BERT-architecture encoders.
+"""Hugging Face / sentence-transformers export of encoders.
 
 `export_hf(encoder, directory)` writes a directory that
 `transformers.AutoModel.from_pretrained`, `AutoTokenizer.from_pretrained`
 and (for sentence encoders) `sentence_transformers.SentenceTransformer`
-load as they load a checkpoint from the Hugging Face Hub:
+load as they load a checkpoint from the Hugging Face Hub, for every
+architecture the package distils: BERT, RoBERTa, XLM-RoBERTa, DistilBERT
+and ELECTRA (keras-hub backbones with their own tokenizers):
 
-* `config.json`: a `BertModel` config whose `hidden_act` is the activation
-  the Keras layers compute (`gelu` for exact GELU, `gelu_pytorch_tanh` for
-  keras-hub's tanh approximation);
-* `model.safetensors`: float32 weights under Hugging Face's BERT names. The
-  mapping is the inverse of keras-hub's own importer
-  (`keras_hub/src/utils/transformers/convert_bert.py`): dense kernels are
-  transposed to torch's `[out, in]`, attention kernels
-  `[hidden, heads, head_dim]` flattened first;
-* `vocab.txt`, `tokenizer_config.json` (`do_lower_case`, `strip_accents`,
-  `tokenize_chinese_chars` as the keras-hub tokenizer does them),
+* `config.json`: the architecture's config (`BertModel`, `RobertaModel`,
+  `XLMRobertaModel`, `DistilBertModel`, `ElectraModel`) whose `hidden_act`
+  (DistilBERT: `activation`) is the activation the Keras layers compute
+  (`gelu` for exact GELU, `gelu_pytorch_tanh` for keras-hub's tanh
+  approximation);
+* `model.safetensors`: float32 weights under Hugging Face's names
+  (`hf_weights`: the inverse of keras-hub's own importers, every backbone
+  weight read exactly once);
+* the tokenizer files (`hf_tokenizers`: `vocab.txt`; `vocab.json` +
+  `merges.txt`; `sentencepiece.bpe.model`), `tokenizer_config.json`,
   `special_tokens_map.json`;
 * for sentence encoders (`encoder.metadata` has `pooling` or `normalize`):
   `modules.json`, `1_Pooling/config.json`, `sentence_bert_config.json`,
@@ -22,9 +24,8 @@ load as they load a checkpoint from the Hugging Face Hub:
 * `README.md`: a model card (architecture, parameters, initialisation and
   provenance from `encoder.metadata` / `encoder.spec`, loading snippets).
 
-Only BERT backbones (`keras_hub.models.BertBackbone`) with a WordPiece
-`BertTokenizer` are exported; anything else is refused with an error.
-Weights are written with the `safetensors` library (numpy API): no torch.
+Anything else is refused with an `ExportError`. Weights are written with the
+`safetensors` library (numpy API): no torch.
 
 `keras_parity_reference(encoder, path)` writes what the Keras encoder
 computes for `PARITY_TEXTS` (token ids, last hidden states, pooled output,
@@ -32,8 +33,9 @@ sentence embeddings) to an `.npz` that `tools/check_hf_parity.py` compares
 with the real libraries.
 
 The pieces live beside this module, one job each: `hf_configs` (the checks
-and the JSON files), `hf_weights` (the state dict), `hf_card` (README.md),
-`hf_parity` (the Keras reference); their public names are re-exported here.
+and the JSON files), `hf_weights` (the state dict), `hf_tokenizers` (the
+tokenizer files), `hf_card` (README.md), `hf_parity` (the Keras
+reference); their public names are re-exported here.
 """
 
 from __future__ import annotations
@@ -52,22 +54,21 @@ from minilm_tf.export.hf_configs import (
     hf_hidden_act,
     is_sentence_encoder,
     max_seq_length,
+    model_type,
     modules_config,
     pooling_config,
     pooling_names,
     sentence_bert_config,
     sentence_transformers_config,
-    special_tokens_map,
-    tokenizer_config,
 )
 from minilm_tf.export.hf_parity import (
     KNOWN_TOKENIZER_DIFFERENCES,
     PARITY_TEXTS,
     keras_parity_reference,
 )
-from minilm_tf.export.hf_weights import hf_state_dict
+from minilm_tf.export.hf_tokenizers import special_tokens_map, tokenizer_config, tokenizer_files
+from minilm_tf.export.hf_weights import exported_parameters, hf_state_dict
 from minilm_tf.models.encoders import LoadedEncoder
-from minilm_tf.models.students import count_params
 from minilm_tf.utils import workdir as workdirs
 from minilm_tf.utils.fileio import atomic_directory, atomic_write_json
 
@@ -89,6 +90,9 @@ __all__ = [
     "keras_parity_reference",
     "max_seq_length",
     "model_card",
+    "model_type",
+    "special_tokens_map",
+    "tokenizer_files",
     "pooling_config",
     "tokenizer_config",
 ]
@@ -110,9 +114,9 @@ def check_target(directory: str, overwrite: bool) -> None:
 
 
 def write_hf_directory(directory: str, overwrite: bool, config: dict, weights: dict,
-                       tokenizer, card: str, sentence: dict | None = None) -> list[str]:
-    """Writes a Hugging Face model directory (config, safetensors, WordPiece
-    tokenizer files, README.md; with `sentence`, the sentence-transformers
+                       tokenizer: dict, card: str, sentence: dict | None = None) -> list[str]:
+    """Writes a Hugging Face model directory (config, safetensors, the
+    `tokenizer` files (name -> bytes, `tokenizer_files`), README.md; with `sentence`, the sentence-transformers
     files) under a temporary name, renamed into place when complete; one
     export at a time (the lock lives beside it). Returns the files written."""
     from safetensors.numpy import save_file
@@ -126,12 +130,9 @@ def write_hf_directory(directory: str, overwrite: bool, config: dict, weights: d
         with atomic_directory(directory, overwrite=True) as tmp:
             atomic_write_json(os.path.join(tmp, "config.json"), config)
             save_file(weights, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
-            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
-                f.writelines(token + "\n" for token in tokenizer.get_vocabulary())
-            atomic_write_json(os.path.join(tmp, "tokenizer_config.json"),
-                              tokenizer_config(tokenizer, config["max_position_embeddings"]))
-            atomic_write_json(os.path.join(tmp, "special_tokens_map.json"),
-                              special_tokens_map(tokenizer))
+            for name, content in tokenizer.items():
+                with open(os.path.join(tmp, name), "wb") as f:
+                    f.write(content)
             if sentence:
                 atomic_write_json(os.path.join(tmp, "modules.json"),
                                   modules_config(sentence["normalize"]))
@@ -155,7 +156,7 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
     """Writes `encoder` as a Hugging Face (and sentence-transformers) model.
 
     Args:
-        encoder: a BERT-architecture `LoadedEncoder` (a teacher from
+        encoder: a BERT, RoBERTa, XLM-R, DistilBERT or ELECTRA `LoadedEncoder` (a teacher from
             `minilm_tf.load_teacher` or a student from `build_student` /
             a distillation run).
         directory: the output directory. It is written beside itself under
@@ -172,9 +173,10 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
         for sentence encoders, `pooling`, `normalize`, `max_seq_length`.
 
     Raises:
-        ExportError (a ValueError): not a BERT backbone / BertTokenizer, a
-            vocabulary whose size differs from the embedding table, an
-            activation that cannot be expressed in a BERT config.
+        ExportError (a ValueError): an architecture without a Hugging Face
+            mapping, a tokenizer that is not the architecture's, a vocabulary
+            whose size differs from the embedding table, an activation the
+            config cannot express.
         FileExistsError: `directory` exists, is not empty and not
             `overwrite`, or is a file.
     """
@@ -183,11 +185,8 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
     check_target(directory, overwrite)
     config = hf_config(encoder)
     weights = hf_state_dict(encoder.backbone)
-    parameters = count_params(encoder.backbone)
-    if sum(int(v.size) for v in weights.values()) != parameters:
-        raise ExportError("The exported weights do not cover every backbone weight "
-                          f"({sum(int(v.size) for v in weights.values())} of {parameters}).")
-    tokenizer = encoder.tokenizer
+    parameters = exported_parameters(encoder.backbone)
+    tokenizer = tokenizer_files(encoder.tokenizer, int(encoder.backbone.max_sequence_length))
     sentence = None
     if is_sentence_encoder(encoder):
         sentence = {
@@ -203,7 +202,8 @@ def export_hf(encoder: LoadedEncoder, directory: str, overwrite: bool = False, *
         "path": directory,
         "files": files,
         "parameters": parameters,
-        "hidden_act": config["hidden_act"],
+        "model_type": config["model_type"],
+        "hidden_act": config.get("hidden_act", config.get("activation")),
         "sentence_transformers": sentence is not None,
         "size_mb": round(sum(os.path.getsize(os.path.join(directory, f)) for f in files) / 2**20,
                          2),

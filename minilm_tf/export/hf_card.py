@@ -9,24 +9,41 @@ import json
 import os
 
 from minilm_tf.export.hf_configs import pooling_names
+from minilm_tf.export.hf_tokenizers import family
 from minilm_tf.models.encoders import LoadedEncoder
+
+
+# config.json field -> DistilBERT's name for it.
+_DISTILBERT_FIELDS = {"num_hidden_layers": "n_layers", "hidden_size": "dim",
+                      "num_attention_heads": "n_heads", "intermediate_size": "hidden_dim",
+                      "hidden_act": "activation"}
+_VOCABULARIES = {"wordpiece": "WordPiece", "bpe": "byte-level BPE",
+                 "sentencepiece": "SentencePiece"}
+
+
+def _field(config: dict, name: str):
+    return config.get(name, config.get(_DISTILBERT_FIELDS.get(name, name)))
 
 
 def _architecture(encoder: LoadedEncoder, config: dict, parameters: int) -> list[str]:
     """The card's architecture table."""
+    kind = family(encoder.tokenizer)
+    vocabulary = f"| vocabulary | {config['vocab_size']} {_VOCABULARIES[kind]} tokens"
+    if kind == "wordpiece":
+        vocabulary += (f" (lowercase: {encoder.lowercase}, strip accents: "
+                       f"{bool(getattr(encoder.tokenizer, 'strip_accents', False))})")
     return [
         "## Architecture",
         "",
         "| | |",
         "|---|---|",
-        f"| layers | {config['num_hidden_layers']} |",
-        f"| hidden size | {config['hidden_size']} |",
-        f"| attention heads | {config['num_attention_heads']} |",
-        f"| feed-forward size | {config['intermediate_size']} |",
-        f"| activation | `{config['hidden_act']}` (minilm_tf: `{encoder.hidden_act}`) |",
-        f"| vocabulary | {config['vocab_size']} WordPiece tokens "
-        f"(lowercase: {encoder.lowercase}, strip accents: "
-        f"{bool(getattr(encoder.tokenizer, 'strip_accents', False))}) |",
+        f"| model | `{config['architectures'][0]}` (`model_type: {config['model_type']}`) |",
+        f"| layers | {_field(config, 'num_hidden_layers')} |",
+        f"| hidden size | {_field(config, 'hidden_size')} |",
+        f"| attention heads | {_field(config, 'num_attention_heads')} |",
+        f"| feed-forward size | {_field(config, 'intermediate_size')} |",
+        f"| activation | `{_field(config, 'hidden_act')}` (minilm_tf: `{encoder.hidden_act}`) |",
+        vocabulary + " |",
         f"| max positions | {config['max_position_embeddings']} |",
         f"| parameters | {parameters:,} (weights stored as float32) |",
     ]
@@ -50,7 +67,7 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
                directory_name: str) -> str:
     """A README.md for the export."""
     init = encoder.metadata.get("init")
-    tags = ["minilm_tf", "bert", "feature-extraction"]
+    tags = ["minilm_tf", config["model_type"], "feature-extraction"]
     library = "transformers"
     if sentence:
         tags += ["sentence-transformers", "sentence-similarity"]
@@ -65,9 +82,9 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
         "",
         f"# {directory_name}",
         "",
-        "A BERT-architecture encoder exported by minilm_tf "
+        f"A `{config['model_type']}` encoder exported by minilm_tf "
         "(`minilm_tf.export.hf.export_hf` / `tools/export_hf.py`) from Keras "
-        "(keras-hub `BertBackbone`).",
+        f"(keras-hub `{type(encoder.backbone).__name__}`).",
         "",
     ] + _architecture(encoder, config, parameters)
     if sentence:
@@ -140,15 +157,18 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
         "encoder.backbone, encoder.tokenizer",
         "```",
         "",
-        f'`keras_hub.models.BertBackbone.from_preset("{directory_name}")` also loads it, '
-        "but keras-hub always builds its BERT layers with the tanh approximation of "
-        "GELU"
-        + (", which is what this model uses." if config["hidden_act"] != "gelu" else
-           "; this model uses exact GELU (`hidden_act: gelu`), so call "
-           "`minilm_tf.models.encoders.set_feedforward_activation(backbone, \"gelu\")` after "
-           "loading it that way."),
-        "",
     ]
+    if config["model_type"] == "bert":
+        lines += [
+            f'`keras_hub.models.BertBackbone.from_preset("{directory_name}")` also loads it, '
+            "but keras-hub always builds its BERT layers with the tanh approximation of "
+            "GELU"
+            + (", which is what this model uses." if config["hidden_act"] != "gelu" else
+               "; this model uses exact GELU (`hidden_act: gelu`), so call "
+               "`minilm_tf.models.encoders.set_feedforward_activation(backbone, \"gelu\")` "
+               "after loading it that way."),
+            "",
+        ]
     return "\n".join(lines)
 
 

@@ -28,6 +28,7 @@ from minilm_tf.export.hf import (
     check_target,
     hf_config,
     hf_state_dict,
+    tokenizer_files,
     write_hf_directory,
 )
 from minilm_tf.export.hf_card import classifier_card
@@ -112,7 +113,9 @@ def export_hf_classifier(finetuned: str, directory: str, overwrite: bool = False
         raise ExportError("The exported weights do not cover every weight of the classifier "
                           f"({sum(int(v.size) for v in weights.values())} of {parameters}).")
     card = classifier_card(encoder, config, parameters, labels, os.path.basename(directory))
-    files = write_hf_directory(directory, overwrite, config, weights, encoder.tokenizer, card)
+    files = write_hf_directory(directory, overwrite, config, weights,
+                               tokenizer_files(encoder.tokenizer,
+                                               config["max_position_embeddings"]), card)
     return {"path": directory, "files": files, "parameters": parameters,
             "num_labels": config["num_labels"], "id2label": config["id2label"],
             "problem_type": config["problem_type"]}

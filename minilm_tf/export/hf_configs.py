@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import math
 
-import keras_hub
 import numpy as np
 import tensorflow as tf
 
 from minilm_tf import __version__, _compat
 from minilm_tf.export.exportable import ST_POOLING_KEYS
+from minilm_tf.export.hf_weights import ROBERTA_POSITION_OFFSET
 from minilm_tf.export.source import sentence_bert_max_length
 from minilm_tf.models.encoders import LoadedEncoder
 
-SUPPORTED = "BERT-architecture encoders (keras_hub.models.BertBackbone with a BertTokenizer)"
+# keras-hub backbone class -> (Hugging Face model_type, model class, the
+# keras-hub tokenizer class it comes with).
+ARCHITECTURES = {
+    "BertBackbone": ("bert", "BertModel", "BertTokenizer"),
+    "RobertaBackbone": ("roberta", "RobertaModel", "RobertaTokenizer"),
+    "XLMRobertaBackbone": ("xlm-roberta", "XLMRobertaModel", "XLMRobertaTokenizer"),
+    "DistilBertBackbone": ("distilbert", "DistilBertModel", "DistilBertTokenizer"),
+    "ElectraBackbone": ("electra", "ElectraModel", "ElectraTokenizer"),
+}
+SUPPORTED = ("BERT, RoBERTa, XLM-RoBERTa, DistilBERT and ELECTRA encoders (keras-hub "
+             "backbones with their own tokenizers)")
 
 # encoder.hidden_act -> Hugging Face `hidden_act`, and the function family the
 # Keras layers must compute for it.
@@ -39,33 +49,47 @@ class ExportError(ValueError):
 # --------------------------------------------------------------------------- checks
 
 
-def check_encoder(encoder: LoadedEncoder) -> None:
-    """Refuses (`ExportError`) an encoder that is not a BERT backbone with a
-    WordPiece `BertTokenizer` of its embedding table's size, or whose
-    activation a BERT config cannot name."""
-    backbone = encoder.backbone
-    if not isinstance(backbone, keras_hub.models.BertBackbone):
+def vocabulary_size(backbone) -> int:
+    """The embedding table's rows (keras-hub's ELECTRA calls it `vocab_size`)."""
+    size = getattr(backbone, "vocabulary_size", None)
+    return int(size if size is not None else backbone.vocab_size)
+
+
+def model_type(encoder: LoadedEncoder) -> str:
+    """The Hugging Face `model_type` of the encoder's backbone (`bert`, ...)."""
+    kind = type(encoder.backbone).__name__
+    if kind not in ARCHITECTURES:
         raise ExportError(
-            f"export_hf supports {SUPPORTED} only; got a {type(backbone).__name__} "
-            f"(spec {encoder.spec!r}). RoBERTa, DistilBERT, ELECTRA and other "
-            "architectures are not exported yet."
+            f"export_hf supports {SUPPORTED}; a {kind} (spec {encoder.spec!r}) has no "
+            "Hugging Face mapping here."
         )
+    return ARCHITECTURES[kind][0]
+
+
+def check_encoder(encoder: LoadedEncoder) -> None:
+    """Refuses (`ExportError`) an encoder whose backbone has no Hugging Face
+    mapping, whose tokenizer is missing, is not its architecture's or has
+    another size than the embedding table, or whose activation the config
+    cannot name."""
+    model_type(encoder)
+    backbone = encoder.backbone
     tokenizer = encoder.tokenizer
     if tokenizer is None:
         raise ExportError(
             f"The encoder {encoder.spec!r} has no tokenizer; a Hugging Face export needs "
-            "its WordPiece vocabulary."
+            "its vocabulary."
         )
-    if not isinstance(tokenizer, keras_hub.models.BertTokenizer):
+    expected = ARCHITECTURES[type(backbone).__name__][2]
+    if type(tokenizer).__name__ != expected:
         raise ExportError(
-            f"export_hf supports {SUPPORTED} only; the tokenizer is a "
+            f"A {type(backbone).__name__} is exported with a {expected}; the tokenizer is a "
             f"{type(tokenizer).__name__}."
         )
     vocab_size = int(tokenizer.vocabulary_size())
-    if vocab_size != int(backbone.vocabulary_size):
+    if vocab_size != vocabulary_size(backbone):
         raise ExportError(
             f"The tokenizer has {vocab_size} tokens but the embedding table has "
-            f"{backbone.vocabulary_size} rows; the vocabulary does not belong to these "
+            f"{vocabulary_size(backbone)} rows; the vocabulary does not belong to these "
             "weights, so the export would be unusable."
         )
     if encoder.hidden_act not in HF_ACTIVATIONS:
@@ -128,60 +152,75 @@ def _layer_norm_eps(backbone) -> float:
     return eps.pop()
 
 
-def hf_config(encoder: LoadedEncoder) -> dict:
-    """The Hugging Face `config.json` for the encoder."""
+def _common(encoder: LoadedEncoder, architecture: str) -> dict:
     b = encoder.backbone
-    dropout = float(getattr(b, "dropout", 0.1))
     return {
-        "architectures": ["BertModel"],
-        "model_type": "bert",
-        "hidden_size": int(b.hidden_dim),
-        "num_hidden_layers": int(b.num_layers),
-        "num_attention_heads": int(b.num_heads),
-        "intermediate_size": int(b.intermediate_dim),
-        "max_position_embeddings": int(b.max_sequence_length),
-        "type_vocab_size": int(b.num_segments),
-        "vocab_size": int(b.vocabulary_size),
-        "layer_norm_eps": _layer_norm_eps(b),
-        "hidden_act": hf_hidden_act(encoder),
-        "hidden_dropout_prob": dropout,
-        "attention_probs_dropout_prob": dropout,
+        "architectures": [architecture],
+        "model_type": model_type(encoder),
+        "vocab_size": vocabulary_size(b),
         "initializer_range": 0.02,
         "pad_token_id": int(encoder.tokenizer.pad_token_id),
-        "position_embedding_type": "absolute",
         "torch_dtype": "float32",
-        "use_cache": True,
         "minilm_tf_version": __version__,
     }
 
 
-def special_tokens_map(tokenizer) -> dict:
-    """`special_tokens_map.json`: the keras-hub tokenizer's special tokens."""
+def _bert_like(encoder: LoadedEncoder, type_vocab_size: int, max_positions: int) -> dict:
+    b = encoder.backbone
+    dropout = float(getattr(b, "dropout", 0.1))
     return {
-        "unk_token": tokenizer.oov_token,
-        "sep_token": tokenizer.sep_token,
-        "pad_token": tokenizer.pad_token,
-        "cls_token": tokenizer.cls_token,
-        "mask_token": tokenizer.mask_token,
+        "hidden_size": int(b.hidden_dim),
+        "num_hidden_layers": int(b.num_layers),
+        "num_attention_heads": int(b.num_heads),
+        "intermediate_size": int(b.intermediate_dim),
+        "max_position_embeddings": max_positions,
+        "type_vocab_size": type_vocab_size,
+        "layer_norm_eps": _layer_norm_eps(b),
+        "hidden_act": hf_hidden_act(encoder),
+        "hidden_dropout_prob": dropout,
+        "attention_probs_dropout_prob": dropout,
+        "position_embedding_type": "absolute",
+        "use_cache": True,
     }
 
 
-def tokenizer_config(tokenizer, model_max_length: int) -> dict:
-    """`tokenizer_config.json` for Hugging Face's `BertTokenizer(Fast)` that
-    normalises like the keras-hub tokenizer."""
-    lowercase = bool(getattr(tokenizer, "lowercase", False))
-    return {
-        "tokenizer_class": "BertTokenizer",
-        "do_lower_case": lowercase,
-        # Explicit: HF strips accents whenever it lowercases when this is null.
-        "strip_accents": bool(getattr(tokenizer, "strip_accents", False)),
-        "tokenize_chinese_chars": bool(getattr(tokenizer, "split_on_cjk", True)),
-        "do_basic_tokenize": True,
-        "never_split": None,
-        "model_max_length": int(model_max_length),
-        "clean_up_tokenization_spaces": True,
-        **special_tokens_map(tokenizer),
-    }
+def hf_config(encoder: LoadedEncoder) -> dict:
+    """The Hugging Face `config.json` for the encoder (its architecture's
+    model class: `BertModel`, `RobertaModel`, `XLMRobertaModel`,
+    `DistilBertModel`, `ElectraModel`)."""
+    check_encoder(encoder)
+    kind = type(encoder.backbone).__name__
+    _, architecture, _ = ARCHITECTURES[kind]
+    b = encoder.backbone
+    config = _common(encoder, architecture)
+    positions = int(b.max_sequence_length)
+    if kind == "BertBackbone":
+        config.update(_bert_like(encoder, int(b.num_segments), positions))
+    elif kind == "ElectraBackbone":
+        config.update(_bert_like(encoder, int(b.num_segments), positions))
+        config["embedding_size"] = int(b.embedding_dim)
+        config["summary_type"] = "first"
+    elif kind in ("RobertaBackbone", "XLMRobertaBackbone"):
+        config.update(_bert_like(encoder, 1, positions + ROBERTA_POSITION_OFFSET))
+        config.update(bos_token_id=0, eos_token_id=2)
+    else:  # DistilBertBackbone: its own field names; LayerNorm eps fixed at 1e-12.
+        eps = _layer_norm_eps(b)
+        if abs(eps - 1e-12) > 1e-15:
+            raise ExportError(f"DistilBERT's Hugging Face model fixes layer_norm_eps at 1e-12; "
+                              f"this encoder uses {eps:g}.")
+        dropout = float(getattr(b, "dropout", 0.1))
+        config.update({
+            "dim": int(b.hidden_dim),
+            "n_layers": int(b.num_layers),
+            "n_heads": int(b.num_heads),
+            "hidden_dim": int(b.intermediate_dim),
+            "max_position_embeddings": positions,
+            "activation": hf_hidden_act(encoder),
+            "dropout": dropout,
+            "attention_dropout": dropout,
+            "sinusoidal_pos_embds": False,
+        })
+    return config
 
 
 def is_sentence_encoder(encoder: LoadedEncoder) -> bool:

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 
 from minilm_tf.export import source as src
-from minilm_tf.export.hf_configs import check_encoder, is_sentence_encoder
+from minilm_tf.export.hf_configs import check_encoder, is_sentence_encoder, model_type
 # Renamed: keras_parity_reference's `max_seq_length` argument would shadow it.
 from minilm_tf.export.hf_configs import max_seq_length as _max_seq_length
 from minilm_tf.models.encoders import LoadedEncoder
@@ -69,9 +69,9 @@ def keras_parity_reference(encoder: LoadedEncoder, path: str,
     """Writes what the Keras encoder computes for `texts` to `path` (.npz).
 
     Arrays: `texts`, `token_ids`, `padding_mask` `[N, L]` (keras-hub
-    tokenizer, `[CLS] text [SEP]`, truncated to the export's
+    preprocessor, `[CLS] text [SEP]` or `<s> text </s>`, truncated to the export's
     max_seq_length, trimmed to the longest text), `last_hidden_state`
-    `[N, L, H]`, `pooler_output` `[N, H]`, `embedding` `[N, D]` (the
+    `[N, L, H]`, `pooler_output` `[N, H]` (BERT; `[N, 0]` otherwise), `embedding` `[N, D]` (the
     sentence-transformers pooling and normalisation of the export; mean +
     L2 for encoders without a pooling config), `max_seq_length`,
     `pooling`, `normalize`. Returns the arrays.
@@ -89,13 +89,18 @@ def keras_parity_reference(encoder: LoadedEncoder, path: str,
     width = max(1, int(features["padding_mask"].sum(axis=1).max())) if len(texts) else 1
     features = {k: v[:, :width] for k, v in features.items()}
     out = encoder.backbone(features, training=False)
-    seq = np.asarray(out["sequence_output"], dtype=np.float32)
+    # RoBERTa, XLM-R and DistilBERT backbones return the sequence alone.
+    seq = np.asarray(out["sequence_output"] if isinstance(out, dict) else out, dtype=np.float32)
+    # Only BERT's Hugging Face model has keras-hub's pooler (ELECTRA's has none,
+    # RoBERTa's is not keras-hub's): the others get an empty pooler reference.
+    pooled = (np.asarray(out["pooled_output"], dtype=np.float32) if model_type(encoder) == "bert"
+              else np.zeros((len(seq), 0), np.float32))
     arrays = {
         "texts": np.array(list(texts), dtype=str),
         "token_ids": features["token_ids"],
         "padding_mask": features["padding_mask"],
         "last_hidden_state": seq,
-        "pooler_output": np.asarray(out["pooled_output"], dtype=np.float32),
+        "pooler_output": pooled,
         "embedding": src.pool_numpy(seq, features["padding_mask"], modes, normalize),
         "max_seq_length": np.array(length),
         "pooling": np.array(list(modes), dtype=str),

@@ -11,16 +11,21 @@ from minilm_tf.export.exportable import ENCODER, ID_INPUTS, REGRESSION, ExportSo
 
 
 def keras_tokenize(source: ExportSource, texts, text_pairs=None, batch_size: int = 64) -> dict:
-    """Token features from the keras-hub preprocessor run in `tf.data` (the
-    TensorFlow path the model was trained with). Returns numpy int32 arrays."""
-    x = list(texts) if text_pairs is None else (list(texts), list(text_pairs))
-    # x= by keyword: a positional (text, text_pair) tuple is taken as (x, y).
-    ds = tf.data.Dataset.from_tensor_slices(x).batch(batch_size).map(
-        lambda *args: source.preprocessor(x=args[0] if len(args) == 1 else tuple(args)))
-    chunks = [{k: np.asarray(v) for k, v in b.items()} for b in ds]
+    """Token features from the keras-hub preprocessor, called batch by batch
+    (eagerly: a SentencePiece tokenizer's resource is not visible inside a
+    `tf.data` function). Returns numpy int32 arrays."""
+    texts = list(texts)
+    pairs = None if text_pairs is None else list(text_pairs)
+    chunks = []
+    for start in range(0, len(texts), batch_size):
+        batch = tf.constant(texts[start:start + batch_size])
+        x = batch if pairs is None else (batch, tf.constant(pairs[start:start + batch_size]))
+        chunks.append({k: np.asarray(v) for k, v in source.preprocessor(x=x).items()})
     if not chunks:
         return {k: np.zeros((0, source.sequence_length), np.int32) for k in ID_INPUTS}
-    return {k: np.concatenate([c[k] for c in chunks]).astype(np.int32) for k in ID_INPUTS}
+    # RoBERTa-family preprocessors give no segment_ids.
+    return {k: np.concatenate([c[k] for c in chunks]).astype(np.int32) for k in ID_INPUTS
+            if k in chunks[0]}
 
 
 def pool_numpy(sequence_output: np.ndarray, padding_mask: np.ndarray, modes, normalize):

@@ -22,15 +22,9 @@ import minilm_tf
 from minilm_tf.export import hf
 import export_fixtures
 from minilm_tf.models.encoders import LoadedEncoder, save_encoder, set_feedforward_activation
-from locations import REPO_ROOT, TOOLS_DIR
+from locations import TOOLS_DIR
+from torch_env import TORCH_PYTHON, check_parity, needs_torch_env
 
-TORCH_PYTHON = os.path.join(REPO_ROOT, ".venv-torch", "bin", "python")
-CHECK_TOOL = os.path.join(TOOLS_DIR, "check_hf_parity.py")
-needs_torch_env = pytest.mark.skipif(
-    not os.path.exists(TORCH_PYTHON),
-    reason=".venv-torch/bin/python does not exist: run tools/make_torch_env.sh to create the "
-           "PyTorch environment the parity checks load the export with",
-)
 
 
 def _tiny_encoder(hidden_act="gelu_approximate", metadata=None, seed=0, tokenizer=None,
@@ -278,14 +272,14 @@ def test_existing_directory(tmp_path):
         hf.export_hf(encoder, str(tmp_path / "file"), overwrite=True)
 
 
-def test_non_bert_backbone_is_refused(tmp_path):
+def test_an_architecture_without_a_mapping_is_refused(tmp_path):
     tokenizer = export_fixtures.real_vocab_tokenizer()
-    backbone = keras_hub.models.DistilBertBackbone(
+    backbone = keras_hub.models.AlbertBackbone(
         vocabulary_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=32)
-    encoder = LoadedEncoder(backbone, tokenizer, "distil", "gelu_approximate")
+        embedding_dim=16, intermediate_dim=32, max_sequence_length=32)
+    encoder = LoadedEncoder(backbone, tokenizer, "albert", "gelu_approximate")
     with pytest.raises(hf.ExportError,
-                       match=r"BERT-architecture.*BertBackbone.*DistilBertBackbone"):
+                       match=r"supports BERT, RoBERTa.*AlbertBackbone .*no Hugging Face mapping"):
         hf.export_hf(encoder, str(tmp_path / "x"))
     assert not os.path.exists(tmp_path / "x")
 
@@ -335,16 +329,6 @@ def test_export_tool(tmp_path):
 # --------------------------------------------------------------------------- parity in torch
 
 
-def _check(model_dir, reference, *extra):
-    proc = subprocess.run([TORCH_PYTHON, CHECK_TOOL, "--model_dir", model_dir,
-                           "--reference", reference, *extra],
-                          capture_output=True, text=True, timeout=900)
-    report = None
-    if "{" in proc.stdout:
-        report = json.loads(proc.stdout[proc.stdout.index("{"):])
-    return proc, report
-
-
 def _assert_parity(proc, report):
     assert proc.returncode == 0, (proc.stdout[-4000:], proc.stderr[-3000:])
     assert report["ok"] and not report["tensorflow_imported"]
@@ -364,7 +348,7 @@ def test_parity_real_teacher(all_minilm, exported_teacher, tmp_path):
     path, _ = exported_teacher
     reference = str(tmp_path / "keras_reference.npz")
     hf.keras_parity_reference(all_minilm, reference)
-    proc, report = _check(path, reference)
+    proc, report = check_parity(path, reference)
     _assert_parity(proc, report)
     assert report["hf_classes"]["hidden_act"] == "gelu"
     assert report["sentence_transformers"]["max_seq_length"] == 256
@@ -373,7 +357,7 @@ def test_parity_real_teacher(all_minilm, exported_teacher, tmp_path):
     data = dict(np.load(reference))
     data["last_hidden_state"] = data["last_hidden_state"] + 1e-4
     np.savez(tmp_path / "tampered.npz", **data)
-    proc, report = _check(path, str(tmp_path / "tampered.npz"))
+    proc, report = check_parity(path, str(tmp_path / "tampered.npz"))
     assert proc.returncode == 1 and not report["ok"]
     assert any("last hidden states" in f for f in report["failures"])
 
@@ -395,7 +379,7 @@ def test_parity_distilled_like_student(all_minilm, tmp_path):
         assert "teacher layers copied: [0, 2, 5]" in f.read()
     reference = str(tmp_path / "keras_reference.npz")
     hf.keras_parity_reference(loaded, reference, max_seq_length=summary["max_seq_length"])
-    proc, report = _check(path, reference)
+    proc, report = check_parity(path, reference)
     _assert_parity(proc, report)
 
 
@@ -406,7 +390,7 @@ def test_known_tokenizer_differences_stay_true(all_minilm, exported_teacher, tmp
     texts = list(hf.KNOWN_TOKENIZER_DIFFERENCES) + list(hf.PARITY_TEXTS[:3])
     reference = str(tmp_path / "differences.npz")
     hf.keras_parity_reference(all_minilm, reference, texts=texts)
-    proc, report = _check(path, reference)
+    proc, report = check_parity(path, reference)
     assert proc.returncode == 1
     differing = sorted(m["index"] for m in report["token_ids"]["mismatches"])
     assert differing == list(range(len(hf.KNOWN_TOKENIZER_DIFFERENCES))), \
@@ -431,7 +415,7 @@ def test_known_tokenizer_differences_stay_true(all_minilm, exported_teacher, tmp
 
 @needs_torch_env
 def test_check_tool_bad_input(tmp_path):
-    proc, _ = _check(str(tmp_path / "missing"), str(tmp_path / "missing.npz"))
+    proc, _ = check_parity(str(tmp_path / "missing"), str(tmp_path / "missing.npz"))
     assert proc.returncode == 2 and proc.stderr.startswith("error: ")
 
 

@@ -13,12 +13,12 @@ import pytest
 from safetensors.numpy import load_file
 
 import export_fixtures
-from locations import REPO_ROOT, TOOLS_DIR
+from locations import TOOLS_DIR
 from minilm_tf.export import hf, hf_classifier
 from minilm_tf.models.encoders import LoadedEncoder
 from minilm_tf.tasks.finetuned import load_finetuned
+from torch_env import check_parity, needs_torch_env
 
-TORCH_PYTHON = os.path.join(REPO_ROOT, ".venv-torch", "bin", "python")
 LABELS = ["negative", "neutral", "positive"]
 
 
@@ -99,19 +99,15 @@ def test_runs_without_a_bert_classifier_are_refused(tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-@pytest.mark.skipif(not os.path.exists(TORCH_PYTHON),
-                    reason=".venv-torch does not exist (tools/make_torch_env.sh)")
+@needs_torch_env
 def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
     out, ref = str(tmp_path / "hf"), str(tmp_path / "ref.npz")
     proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"),
                            "--finetuned", run_dir, "--output_dir", out, "--reference", ref],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    proc = subprocess.run([TORCH_PYTHON, os.path.join(TOOLS_DIR, "check_hf_parity.py"),
-                           "--model_dir", out, "--reference", ref],
-                          capture_output=True, text=True, timeout=600)
+    proc, report = check_parity(out, ref)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
-    report = json.loads(proc.stdout[proc.stdout.index("{"):])
     assert report["hf_classes"]["model"] == "BertForSequenceClassification"
     assert report["logits_max_abs_diff"] <= 1e-5 and not report["tensorflow_imported"]
     assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)
