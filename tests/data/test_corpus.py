@@ -125,6 +125,25 @@ def test_roberta_bpe_tokenizer_frames_with_its_own_tokens():
     assert streamed == expected
 
 
+def test_xlm_roberta_sentencepiece_tokenizer_frames_with_its_own_tokens():
+    import export_fixtures
+
+    # SentencePiece runs inside the tf.data graph; ids shifted as XLM-R
+    # shifts them (<s>=0, <pad>=1, </s>=2). The pipeline tokenizes sentence
+    # by sentence, so the texts hold no "..." (a sentence boundary inside
+    # it changes SentencePiece's pieces, not WordPiece's).
+    tokenizer = export_fixtures.xlm_roberta_tokenizer()
+    texts = list(export_fixtures.ARCHITECTURE_TEXTS[:3]) * 2
+    rows = _rows(_in_order(texts, None, tokenizer=tokenizer, seq_length=12))
+    for row in rows:
+        real = row["token_ids"][row["padding_mask"] == 1]
+        assert real[0] == 0 and real[-1] == 2
+        assert (row["token_ids"][row["padding_mask"] == 0] == 1).all()
+    streamed = [t for r in rows for t in r["token_ids"][r["padding_mask"] == 1] if t not in (0, 2)]
+    expected = [int(t) for text in texts for t in tokenizer(text)]
+    assert streamed == expected
+
+
 def test_hf_tokenization_matches_reference_tokenizer(model_dir, hub_tokenizer, vocab, ids):
     import tokenizers
     reference = tokenizers.Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
