@@ -2,6 +2,8 @@ r"""Milliseconds per fine-tuning step: the classification step of tools/finetune
 
     python tools/benchmark_finetune.py --model all-minilm-l6-v2 --seq_len 64 \
         --jit_compile true --compare_fast_paths
+    python tools/benchmark_finetune.py --seq_len 128 --threads 2 \
+        --reference_python .venv-torch/bin/python
 
 Builds the task model and optimizer exactly as `run_finetune` does (keras-hub
 TextClassifier head, AdamW with BERT's schedule) and times `train_on_batch`
@@ -10,16 +12,30 @@ on a fixed batch of random token ids (all positions real). With
 other `fast_paths` setting and the two are stepped alternately in this
 process, so both see the same machine load; medians and their ratio are
 printed.
+
+With --reference_python (an interpreter with torch and transformers:
+benchmarks/reference/requirements.txt, or tools/make_torch_env.sh's
+.venv-torch), the PyTorch + Hugging Face reference of the same step
+(benchmarks/reference/torch_finetune_step.py: same model, batch, optimizer
+recipe, threads and precision) runs right after, in a subprocess, and the
+ratio of examples per second is printed (> 1: this package is faster).
 """
 
 import contextlib
+import os
+import re
 import statistics
+import subprocess
 import time
 
 import numpy as np
 from absl import app, flags
 
+import keras
+import tensorflow as tf
+
 from minilm_tf import load_teacher
+from minilm_tf.models.encoders import builtin_model_dir
 from minilm_tf.training.distribute import resolve_jit_compile
 from minilm_tf.layers.fast_paths import fast_paths as fast_paths_of
 from minilm_tf.tasks.classification.model import build_task_model, compile_task_model
@@ -36,6 +52,32 @@ flags.DEFINE_bool("compare_fast_paths", False, "Also time the other fast_paths s
 flags.DEFINE_integer("warmup_steps", 2, "Untimed steps (the first traces and compiles); >= 1.",
                      lower_bound=1)
 flags.DEFINE_integer("steps", 8, "Timed steps per model.")
+flags.DEFINE_integer("threads", 0, "TF intra-op threads (0: TensorFlow's default); also the "
+                     "reference's torch threads.")
+flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16"],
+                  "Keras dtype policy (the reference: bfloat16 autocast).")
+flags.DEFINE_string("reference_python", None, "Python with torch + transformers: also run "
+                    "benchmarks/reference/torch_finetune_step.py and print the ratio.")
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REFERENCE = os.path.join(_REPO, "benchmarks", "reference", "torch_finetune_step.py")
+
+
+def _run_reference() -> float:
+    """Examples per second of the PyTorch reference (its RESULT line)."""
+    command = [FLAGS.reference_python, REFERENCE, "--batch", str(FLAGS.batch_size),
+               "--seq", str(FLAGS.seq_len), "--steps", str(FLAGS.steps),
+               "--warmup", str(FLAGS.warmup_steps), "--threads", str(FLAGS.threads)]
+    if FLAGS.precision == "mixed_bfloat16":
+        command.append("--bf16")
+    env = dict(os.environ, MINILM_TEACHER_DIR=builtin_model_dir("all-minilm-l6-v2"))
+    proc = subprocess.run(command, capture_output=True, text=True, env=env)
+    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT torch_finetune")]
+    if proc.returncode or not lines:
+        raise SystemExit(f"error: the reference failed ({' '.join(command)}):\n"
+                         f"{proc.stderr[-2000:]}")
+    print(f"  reference: {lines[-1]}")
+    return float(re.search(r"examples_per_s=([0-9.]+)", lines[-1]).group(1))
 
 
 def _model(jit: bool):
@@ -48,6 +90,12 @@ def _model(jit: bool):
 
 def main(argv):
     del argv
+    if FLAGS.reference_python and FLAGS.model != "all-minilm-l6-v2":
+        raise SystemExit("error: the reference implements all-minilm-l6-v2 only; drop "
+                         "--reference_python or use --model all-minilm-l6-v2.")
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    keras.mixed_precision.set_global_policy(FLAGS.precision)
     jit = resolve_jit_compile(FLAGS.jit_compile)
     chosen = {"auto": None, "on": True, "off": False}[FLAGS.fast_paths]
     effective = chosen if chosen is not None else not jit
@@ -70,7 +118,8 @@ def main(argv):
             start = time.perf_counter()
             model.train_on_batch(x, y)
             record.append(time.perf_counter() - start)
-    print(f"{FLAGS.model}, batch {FLAGS.batch_size} x {FLAGS.seq_len}, XLA {jit}")
+    print(f"{FLAGS.model}, batch {FLAGS.batch_size} x {FLAGS.seq_len}, XLA {jit}, "
+          f"{FLAGS.precision}")
     medians = {}
     for fast, record in zip(settings, times):
         medians[fast] = statistics.median(record)
@@ -79,6 +128,10 @@ def main(argv):
               f"{FLAGS.batch_size / medians[fast]:.1f} examples/s")
     if len(medians) == 2:
         print(f"  step time with / without fast paths: {medians[True] / medians[False]:.2f}")
+    if FLAGS.reference_python:
+        ours = FLAGS.batch_size / medians[effective]
+        theirs = _run_reference()
+        print(f"  examples/s ours / PyTorch reference: {ours / theirs:.2f}")
 
 if __name__ == "__main__":
     app.run(main)

@@ -4,6 +4,7 @@ import numpy as np
 import keras
 
 from minilm_tf.models.encoders import LoadedEncoder, set_feedforward_activation
+from minilm_tf.utils.seeding import set_random_seed
 
 INITS = ("random", "teacher_layers", "teacher_bottom")
 
@@ -57,7 +58,7 @@ def build_student(
     if init not in INITS:
         raise ValueError(f"init must be one of {INITS}, got {init!r}.")
     if seed is not None:
-        keras.utils.set_random_seed(seed)
+        set_random_seed(seed, teacher.tokenizer)
     config = teacher.backbone.get_config()
     config.update(
         num_layers=int(num_layers),

@@ -120,7 +120,8 @@ _DATA_OPTIONS = {"task_kind": "kind", "train_file": "train_file",
                  "text_pair_key": "text_pair_key", "label_key": "label_key",
                  "tfds_data_dir": "tfds_data_dir", "tfds_download": "tfds_download",
                  "max_train_examples": "max_train_examples",
-                 "max_eval_examples": "max_eval_examples", "seed": "seed"}
+                 "max_eval_examples": "max_eval_examples", "seed": "seed",
+                 "extra": "task_options"}
 
 
 def load_run_task_data(report: Dict[str, Any]) -> classification_data.TaskData:

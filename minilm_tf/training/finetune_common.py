@@ -120,7 +120,8 @@ def load_task_data(config: FinetuneConfig) -> classification_data.TaskData:
         file_format=config.file_format, text_key=config.text_key,
         text_pair_key=config.text_pair_key, label_key=config.label_key,
         max_train_examples=config.max_train_examples,
-        max_eval_examples=config.max_eval_examples, seed=config.seed)
+        max_eval_examples=config.max_eval_examples, seed=config.seed,
+        task_options=config.extra or None)
 
 
 def clear_previous_run(workdir: str, overwrite: bool = False) -> None:

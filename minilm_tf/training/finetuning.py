@@ -39,6 +39,7 @@ from minilm_tf.tasks.classification.model import (
     build_task_model,
     compile_task_model,
 )
+from minilm_tf.tasks.classification.xnli import cross_lingual_summary
 from minilm_tf.tasks.latency import measure_latency
 from minilm_tf.training import qa_finetuning, resume
 from minilm_tf.training.callbacks import ValidationMetricCallback
@@ -55,6 +56,7 @@ from minilm_tf.training.finetune_common import (
 )
 from minilm_tf.utils import fileio
 from minilm_tf.utils.versions import library_versions
+from minilm_tf.utils.seeding import set_random_seed
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +86,7 @@ def run_finetune(config: FinetuneConfig, encoder: Optional[LoadedEncoder] = None
     kind = task_kind(config.task, config.task_kind)
     with hold_for_worker(config.workdir, strategy) as (held, checkpoint_dir):
         clear_previous_run(held.root, config.overwrite)
-        keras.utils.set_random_seed(config.seed)
+        set_random_seed(config.seed, getattr(encoder, "tokenizer", None))
         resume.check_config(checkpoint_dir, config_dict(config))
         if kind != classification_data.QA and data is None:  # data errors before the model loads
             log(f"loading task {config.task}")
@@ -187,6 +189,21 @@ def _latency(config, task: _Task):
                            config.latency_examples)
 
 
+def _evaluate_languages(config, task: _Task, log):
+    """Metrics of each per-language test split (XNLI), or None."""
+    splits = task.data.test_by_language
+    if not splits:
+        return None
+    out = {}
+    for language, split in splits.items():
+        out[language], _ = evaluate_split(task.model, split, task.preprocessor,
+                                          config.eval_batch_size, task.data.kind,
+                                          task.data.metrics)
+        log(f"test ({language}): {task.data.main_metric}="
+            f"{(out[language] or {}).get(task.data.main_metric)}")
+    return out
+
+
 def _classification_run(config, encoder, data, strategy, log, workdir, checkpoint_dir):
     """Build -> fit -> evaluate -> save; returns (result fields, in-memory extras)."""
     log(f"task {data.name} ({data.kind}): train={len(data.train)} "
@@ -199,6 +216,7 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
     train_seconds = max(fit.fit_seconds - callback.eval_seconds, 1e-9)
     val_metrics, val_eps = task.evaluate("validation", config.eval_batch_size)
     test_metrics, test_eps = task.evaluate("test", config.eval_batch_size)
+    by_language = _evaluate_languages(config, task, log)
     latency = _latency(config, task)
     saved = (finetuned.save_finetuned(task.model, task.preprocessor, workdir, data, encoder)
              if config.save_model else None)
@@ -208,7 +226,10 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
         "task_source": data.source,
         "notes": data.notes,
         "main_metric": data.main_metric,
-        "metrics": {"validation": val_metrics or None, "test": test_metrics or None},
+        "metrics": {"validation": val_metrics or None, "test": test_metrics or None,
+                    **({"test_by_language": by_language} if by_language else {})},
+        **({"cross_lingual": cross_lingual_summary(by_language, data.train_language,
+                                                   data.main_metric)} if by_language else {}),
         "validation_metric": _finite(val_metrics, data.main_metric),
         "test_metric": _finite(test_metrics, data.main_metric),
         "label_vocab": data.label_vocab,

@@ -70,6 +70,7 @@ from minilm_tf.tasks.question_answering.finetuned import (
     save_qa_model,
 )
 from minilm_tf.tasks.question_answering.tokenizer import get_offset_tokenizer
+from minilm_tf.utils.seeding import set_random_seed
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
         + f" (max_seq_length={options.max_seq_length}, doc_stride={options.doc_stride}; "
         f"{preprocess_seconds:.1f}s)")
 
-    keras.utils.set_random_seed(config.seed)
+    set_random_seed(config.seed, encoder.tokenizer)
     model = qa_model.build_qa_model(encoder.backbone, dropout=options.head_dropout)
     # Full batches only (as BERT's run_squad: one traced shape, reshuffled every
     # epoch); a train split smaller than one batch is one partial batch.

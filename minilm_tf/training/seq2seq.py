@@ -50,6 +50,7 @@ from minilm_tf.training.distribute import hold_for_worker, make_strategy
 from minilm_tf.training.model_cards import write_card
 from minilm_tf.utils import fileio
 from minilm_tf.utils.versions import library_versions
+from minilm_tf.utils.seeding import set_random_seed
 
 SAMPLES_FILE = "samples.jsonl"
 MODEL_FILE = "model.keras"
@@ -148,7 +149,7 @@ def build_model(config: Seq2SeqConfig, total_steps: int):
         raise ValueError(f"{config.model} has no tokenizer; generation needs one.")
     packer = Seq2SeqPacker(encoder.tokenizer, config.max_source_length,
                            config.max_target_length, encoder.backbone.max_sequence_length)
-    keras.utils.set_random_seed(config.seed)
+    set_random_seed(config.seed, encoder.tokenizer)
     model = Seq2SeqLM(encoder.backbone, hidden_act=encoder.hidden_act)
     model.compile(optimizer=make_adamw(config.learning_rate, total_steps,
                                        int(round(total_steps * config.warmup_ratio)),

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import export_fixtures
+import minilm_tf
 from minilm_tf.export import hf, hf_weights
 from minilm_tf.models.encoders import LoadedEncoder
 from torch_env import check_parity, needs_torch_env
@@ -59,6 +60,12 @@ def test_keras_hub_reimports_the_export(exports, name):
     assert tokenizer.get_vocabulary() == encoder.tokenizer.get_vocabulary()
     if name in ("roberta", "xlm_roberta"):
         assert _ids(tokenizer, TEXTS) == _ids(encoder.tokenizer, TEXTS)
+    # minilm_tf reads it back as a teacher, sentence-transformers pooling included.
+    teacher = minilm_tf.load_teacher(path)
+    assert type(teacher.backbone) is type(encoder.backbone)
+    family = lambda act: hf.HF_ACTIVATIONS[act][1]  # noqa: E731 (tanh GELU has two names)
+    assert family(teacher.hidden_act) == family(encoder.hidden_act)
+    assert teacher.metadata["pooling"]["pooling_mode_mean_tokens"] is True
 
 
 @pytest.mark.parametrize("name,model_type,architecture", [

@@ -131,6 +131,10 @@ class TaskData:
     main_metric: str
     source: str
     notes: List[str] = dataclasses.field(default_factory=list)
+    # Multilingual tasks (XNLI): the language trained in, and a test split per
+    # language, each evaluated by the run (zero-shot cross-lingual transfer).
+    train_language: Optional[str] = None
+    test_by_language: Optional[Dict[str, Split]] = None
 
     @property
     def num_classes(self) -> int:

@@ -99,6 +99,12 @@ GLUE_TASKS: Dict[str, TaskSpec] = {
     "wnli": _glue("wnli", ("sentence1", "sentence2")),
 }
 
+# Multilingual tasks through TFDS (their own loaders; options: `task_options`).
+MULTILINGUAL_TASKS: Dict[str, TaskSpec] = {
+    "xnli": TaskSpec("xnli", CLASSIFICATION, ("accuracy", "macro_f1"), "accuracy",
+                     tfds_name="xnli"),
+}
+
 BUILTIN_TASKS: Dict[str, TaskSpec] = {
     "rotten_tomatoes": TaskSpec("rotten_tomatoes", CLASSIFICATION, ("accuracy", "f1"),
                                 "accuracy", builtin=True, positive_label="fresh"),
@@ -136,7 +142,7 @@ def get_task_spec(task: str, kind: Optional[str] = None) -> TaskSpec:
     may not contradict a known task's kind.
     """
     name = normalize_task_name(task)
-    spec = GLUE_TASKS.get(name) or BUILTIN_TASKS.get(name)
+    spec = GLUE_TASKS.get(name) or BUILTIN_TASKS.get(name) or MULTILINGUAL_TASKS.get(name)
     if spec is not None:
         if kind and kind != spec.kind:
             raise ValueError(f"Task {task!r} is a {spec.kind} task, not {kind}.")
@@ -151,7 +157,7 @@ def get_task_spec(task: str, kind: Optional[str] = None) -> TaskSpec:
 
 
 def known_tasks() -> List[str]:
-    return sorted(GLUE_TASKS) + sorted(BUILTIN_TASKS)
+    return sorted(GLUE_TASKS) + sorted(BUILTIN_TASKS) + sorted(MULTILINGUAL_TASKS)
 
 
 # --------------------------------------------------------------------------
@@ -311,6 +317,7 @@ def load_task(
     text_key: Optional[str] = None,
     text_pair_key: Optional[str] = None,
     label_key: Optional[str] = None,
+    task_options: Optional[Dict[str, Any]] = None,
 ) -> TaskData:
     """Loads a classification / regression task.
 
@@ -318,13 +325,24 @@ def load_task(
       GLUE metrics, other names need `kind` for regression).
     * `rotten_tomatoes`, `bbc_news`: built-in offline tasks.
     * GLUE names (`sst2`, `glue/mnli`, ...): TFDS.
+    * `xnli`: TFDS, per-language test splits; `task_options` as
+      `minilm_tf.tasks.classification.xnli.parse_options` reads them
+      (`train_language`, `languages`, `train_source`).
     """
+    name = normalize_task_name(task)
+    if task_options and name not in MULTILINGUAL_TASKS:
+        raise ValueError(f"Task options {sorted(task_options)} apply to "
+                         f"{sorted(MULTILINGUAL_TASKS)} (and QA), not to {task!r}.")
     if train_file:
         return load_local_task(task, train_file, validation_file, test_file, kind,
                                file_format, text_key, text_pair_key, label_key)
     if validation_file or test_file:
         raise ValueError("`validation_file` / `test_file` need `train_file`.")
-    name = normalize_task_name(task)
+    if name == "xnli":
+        from minilm_tf.tasks.classification.xnli import load_xnli
+
+        get_task_spec(name, kind)
+        return load_xnli(task_options, data_dir=tfds_data_dir, download=tfds_download)
     if name in BUILTIN_TASKS:
         get_task_spec(name, kind)
         return load_builtin_task(name)
@@ -356,6 +374,9 @@ def load_capped_task(task: str, *, max_train_examples: Optional[int] = None,
                 notes.append(f"{name} subsampled to {max_eval_examples} of "
                              f"{len(split)} examples (seed {seed}).")
                 setattr(data, name, split.subsample(max_eval_examples, seed))
+        if data.test_by_language:
+            data.test_by_language = {lang: split.subsample(max_eval_examples, seed)
+                                     for lang, split in data.test_by_language.items()}
     data.notes = notes
     return data
 
