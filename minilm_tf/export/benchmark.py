@@ -23,6 +23,7 @@ import tensorflow as tf
 from minilm_tf.export import savedmodel
 from minilm_tf.export import source as src
 from minilm_tf.export import tflite as tl
+from minilm_tf.models.students import count_params
 
 VARIANTS = ("keras", "savedmodel", "savedmodel_text", "tflite_float32", "tflite_dynamic",
             "tflite_float16", "tflite_int8", "tflite_float32_text", "tflite_dynamic_text")
@@ -106,7 +107,7 @@ def benchmark_model(
         raise ValueError(f"Unknown variants {bad}; choose from {VARIANTS}.")
     workdir = workdir or tempfile.mkdtemp(prefix="minilm_bench_")
     n = len(inputs.texts)
-    params = src.count_params(source.model)
+    params = count_params(source.model)
     main = src.main_output(source)
     rows = []
     keras_run, keras_size = keras_variant(source)
