@@ -503,3 +503,11 @@ def test_qa_model_and_loss(prepared, tok):
     )
     assert len(preds) == 21 and all(isinstance(p, str) for p in preds.values())
     assert not math.isnan(loss)
+
+
+def test_a_sentencepiece_tokenizer_is_refused_for_qa():
+    import export_fixtures
+    from minilm_tf.tasks.question_answering.tokenizer import get_offset_tokenizer
+
+    with pytest.raises(ValueError, match="supports WordPiece.*XLMRobertaTokenizer"):
+        get_offset_tokenizer(export_fixtures.xlm_roberta_tokenizer())
