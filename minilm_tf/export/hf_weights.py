@@ -89,8 +89,9 @@ def _bert_layers(read: _Reader, backbone, prefix: str = "encoder.layer") -> dict
     return w
 
 
-def _bert(read: _Reader, backbone) -> dict:
-    w = {
+def _bert_embeddings(read: _Reader, backbone) -> dict:
+    """Token, position and segment embeddings and their LayerNorm (BERT, ELECTRA)."""
+    return {
         "embeddings.word_embeddings.weight": read(backbone.get_layer("token_embedding").embeddings),
         "embeddings.position_embeddings.weight": read(
             backbone.get_layer("position_embedding").position_embeddings),
@@ -98,20 +99,15 @@ def _bert(read: _Reader, backbone) -> dict:
             backbone.get_layer("segment_embedding").embeddings),
         **read.norm("embeddings.LayerNorm", backbone.get_layer("embeddings_layer_norm")),
     }
-    w.update(_bert_layers(read, backbone))
-    w.update(read.linear("pooler.dense", backbone.get_layer("pooled_dense")))
-    return w
+
+
+def _bert(read: _Reader, backbone) -> dict:
+    return {**_bert_embeddings(read, backbone), **_bert_layers(read, backbone),
+            **read.linear("pooler.dense", backbone.get_layer("pooled_dense"))}
 
 
 def _electra(read: _Reader, backbone) -> dict:
-    w = {
-        "embeddings.word_embeddings.weight": read(backbone.get_layer("token_embedding").embeddings),
-        "embeddings.position_embeddings.weight": read(
-            backbone.get_layer("position_embedding").position_embeddings),
-        "embeddings.token_type_embeddings.weight": read(
-            backbone.get_layer("segment_embedding").embeddings),
-        **read.norm("embeddings.LayerNorm", backbone.get_layer("embeddings_layer_norm")),
-    }
+    w = _bert_embeddings(read, backbone)
     if getattr(backbone, "embeddings_projection", None) is not None:
         w.update(read.linear("embeddings_project", backbone.embeddings_projection))
     w.update(_bert_layers(read, backbone))
