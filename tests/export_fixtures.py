@@ -17,6 +17,7 @@ from minilm_tf.export import source as src
 from minilm_tf.models.encoders import LoadedEncoder, builtin_model_dir, save_encoder
 from minilm_tf.tasks.classification.model import build_preprocessor, build_task_model
 from minilm_tf.tasks.finetuned import REPORT_FILE, save_finetuned
+from minilm_tf.utils.seeding import set_random_seed
 
 LABELS = ["negative", "positive", 2]  # a non-string label on purpose
 SEQ_LEN = 24
@@ -168,7 +169,7 @@ def architecture_encoder(name: str, seed: int = 0, hidden: int = HIDDEN,
         "distil_bert": lambda: wordpiece_tokenizer(M.DistilBertTokenizer),
         "electra": lambda: wordpiece_tokenizer(M.ElectraTokenizer),
     }[name]()
-    keras.utils.set_random_seed(seed)
+    set_random_seed(seed, tokenizer)  # a plain Keras seed would break the SentencePiece one
     common = dict(num_layers=2, num_heads=2, hidden_dim=hidden, intermediate_dim=2 * hidden,
                   max_sequence_length=64)
     vocab = tokenizer.vocabulary_size()

@@ -116,8 +116,8 @@ def check_target(directory: str, overwrite: bool) -> None:
 def write_hf_directory(directory: str, overwrite: bool, config: dict, weights: dict,
                        tokenizer: dict, card: str, sentence: dict | None = None) -> list[str]:
     """Writes a Hugging Face model directory (config, safetensors, the
-    `tokenizer` files (name -> bytes, `tokenizer_files`), README.md; with `sentence`, the sentence-transformers
-    files) under a temporary name, renamed into place when complete; one
+    `tokenizer` files (name -> bytes, `tokenizer_files`), README.md; with
+    `sentence`, the sentence-transformers files) under a temporary name, renamed into place when complete; one
     export at a time (the lock lives beside it). Returns the files written."""
     from safetensors.numpy import save_file
 

@@ -187,8 +187,7 @@ def _bert_like(encoder: LoadedEncoder, type_vocab_size: int, max_positions: int)
 def hf_config(encoder: LoadedEncoder) -> dict:
     """The Hugging Face `config.json` for the encoder (its architecture's
     model class: `BertModel`, `RobertaModel`, `XLMRobertaModel`,
-    `DistilBertModel`, `ElectraModel`)."""
-    check_encoder(encoder)
+    `DistilBertModel`, `ElectraModel`); call `check_encoder` first."""
     kind = type(encoder.backbone).__name__
     _, architecture, _ = ARCHITECTURES[kind]
     b = encoder.backbone

@@ -12,8 +12,9 @@ from minilm_tf.export.exportable import ENCODER, ID_INPUTS, REGRESSION, ExportSo
 
 def keras_tokenize(source: ExportSource, texts, text_pairs=None, batch_size: int = 64) -> dict:
     """Token features from the keras-hub preprocessor, called batch by batch
-    (eagerly: a SentencePiece tokenizer's resource is not visible inside a
-    `tf.data` function). Returns numpy int32 arrays."""
+    (eagerly: a SentencePiece tokenizer created before a later
+    `keras.utils.set_random_seed` no longer works inside a `tf.data`
+    function, but still does eagerly). Returns numpy int32 arrays."""
     texts = list(texts)
     pairs = None if text_pairs is None else list(text_pairs)
     chunks = []

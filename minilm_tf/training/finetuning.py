@@ -55,8 +55,8 @@ from minilm_tf.training.finetune_common import (
     uses_fast_paths,
 )
 from minilm_tf.utils import fileio
-from minilm_tf.utils.versions import library_versions
 from minilm_tf.utils.seeding import set_random_seed
+from minilm_tf.utils.versions import library_versions
 
 logger = logging.getLogger(__name__)
 
@@ -189,16 +189,18 @@ def _latency(config, task: _Task):
                            config.latency_examples)
 
 
-def _evaluate_languages(config, task: _Task, log):
-    """Metrics of each per-language test split (XNLI), or None."""
+def _evaluate_languages(config, task: _Task, test_metrics, log):
+    """Metrics of each per-language test split (XNLI), or None; the training
+    language's split is the run's test split, already evaluated."""
     splits = task.data.test_by_language
     if not splits:
         return None
     out = {}
     for language, split in splits.items():
-        out[language], _ = evaluate_split(task.model, split, task.preprocessor,
-                                          config.eval_batch_size, task.data.kind,
-                                          task.data.metrics)
+        out[language] = (test_metrics if language == task.data.train_language else
+                         evaluate_split(task.model, split, task.preprocessor,
+                                        config.eval_batch_size, task.data.kind,
+                                        task.data.metrics)[0])
         log(f"test ({language}): {task.data.main_metric}="
             f"{(out[language] or {}).get(task.data.main_metric)}")
     return out
@@ -216,7 +218,7 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
     train_seconds = max(fit.fit_seconds - callback.eval_seconds, 1e-9)
     val_metrics, val_eps = task.evaluate("validation", config.eval_batch_size)
     test_metrics, test_eps = task.evaluate("test", config.eval_batch_size)
-    by_language = _evaluate_languages(config, task, log)
+    by_language = _evaluate_languages(config, task, test_metrics, log)
     latency = _latency(config, task)
     saved = (finetuned.save_finetuned(task.model, task.preprocessor, workdir, data, encoder)
              if config.save_model else None)

@@ -36,7 +36,6 @@ import time
 import warnings
 from typing import Any, Callable, Dict, Optional
 
-import keras
 import numpy as np
 
 from minilm_tf.models.students import count_params

@@ -49,8 +49,8 @@ from minilm_tf.training import resume
 from minilm_tf.training.distribute import hold_for_worker, make_strategy
 from minilm_tf.training.model_cards import write_card
 from minilm_tf.utils import fileio
-from minilm_tf.utils.versions import library_versions
 from minilm_tf.utils.seeding import set_random_seed
+from minilm_tf.utils.versions import library_versions
 
 SAMPLES_FILE = "samples.jsonl"
 MODEL_FILE = "model.keras"

@@ -507,7 +507,7 @@ def test_qa_model_and_loss(prepared, tok):
 
 def test_a_sentencepiece_tokenizer_is_refused_for_qa():
     import export_fixtures
-    from minilm_tf.tasks.question_answering.tokenizer import get_offset_tokenizer
+    from minilm_tf.tasks.question_answering.finetuned import check_encoder
 
-    with pytest.raises(ValueError, match="supports WordPiece.*XLMRobertaTokenizer"):
-        get_offset_tokenizer(export_fixtures.xlm_roberta_tokenizer())
+    with pytest.raises(NotImplementedError, match="supports WordPiece.*XLMRobertaTokenizer"):
+        check_encoder(export_fixtures.architecture_encoder("xlm_roberta", sentence=False))

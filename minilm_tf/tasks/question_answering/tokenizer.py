@@ -232,11 +232,6 @@ def get_offset_tokenizer(tokenizer_or_vocab, lowercase: bool = True) -> OffsetWo
         return tokenizer_or_vocab
     if hasattr(tokenizer_or_vocab, "get_vocabulary") and hasattr(tokenizer_or_vocab, "lowercase"):
         return OffsetWordPieceTokenizer.from_keras_hub(tokenizer_or_vocab)
-    if hasattr(tokenizer_or_vocab, "get_vocabulary"):  # a keras-hub BPE / SentencePiece one
-        raise ValueError(
-            f"Extractive QA maps answers to WordPiece offsets, so it supports WordPiece "
-            f"tokenizers (BERT, DistilBERT, ELECTRA); got a {type(tokenizer_or_vocab).__name__}. "
-            "RoBERTa and XLM-R models cannot be fine-tuned for QA here yet.")
     return OffsetWordPieceTokenizer(tokenizer_or_vocab, lowercase=lowercase)
 
 
