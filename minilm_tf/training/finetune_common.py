@@ -17,7 +17,7 @@ from minilm_tf.training import resume
 logger = logging.getLogger(__name__)
 
 QA_TASK_NAMES = ("squad", "squad_v1", "squad_v1.1", "squad1", "squad_v2", "squad_v2.0",
-                 "squad2", "squad/v1.1", "squad/v2.0", "qa")
+                 "squad2", "squad/v1.1", "squad/v2.0", "qa", "mlqa")
 
 
 @dataclasses.dataclass

@@ -17,7 +17,14 @@ steps, each from `minilm_tf.tasks.question_answering`:
    answers against `null_threshold`, official EM / F1; with `epochs > 1`
    per-epoch validation F1, early stopping and best-epoch weights.
 5. Outputs (`question_answering.finetuned`): `model.keras`,
-   `qa_config.json`, `qa_vocab.txt` and `predictions_<split>.json`.
+   `qa_config.json`, the tokenizer (`qa_vocab.txt`, or XLM-R's
+   `qa_sentencepiece.model`) and `predictions_<split>.json`.
+
+MLQA (`--task mlqa`, `question_answering.mlqa`): trained on SQuAD v1.1,
+validated on MLQA dev in `train_language`, tested in every language of
+`languages` with MLQA's evaluation; report.json adds
+`metrics.test_by_language` and `cross_lingual` (F1 per language, its mean,
+and the mean over the languages not trained in).
 
 Defaults (BERT `run_squad.py`): max_seq_length 384 (capped at the backbone's
 position table), doc_stride 128, max_query_length 64, n_best 20,
@@ -39,6 +46,7 @@ from typing import Any, Callable, Dict, Optional
 import numpy as np
 
 from minilm_tf.models.students import count_params
+from minilm_tf.tasks.classification.xnli import cross_lingual_summary
 from minilm_tf.tasks.latency import measure_latency
 from minilm_tf.training import resume
 from minilm_tf.training.callbacks import ValidationMetricCallback
@@ -63,10 +71,10 @@ from minilm_tf.tasks.question_answering.features import prepare_squad
 from minilm_tf.tasks.question_answering.finetuned import (
     MODEL_FILE,
     QA_CONFIG_FILE,
-    VOCAB_FILE,
     check_encoder,
     qa_config,
     save_qa_model,
+    save_tokenizer,
 )
 from minilm_tf.tasks.question_answering.tokenizer import get_offset_tokenizer
 from minilm_tf.utils.seeding import set_random_seed
@@ -109,17 +117,24 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
         f"test={len(data.test) if data.test else 0} questions")
 
     tok = get_offset_tokenizer(encoder.tokenizer)
+    names = qa_model.input_names(encoder.backbone)
     windowing = dict(max_seq_length=options.max_seq_length, doc_stride=options.doc_stride,
                      max_query_length=options.max_query_length)
     t0 = time.perf_counter()
     train_features, _ = prepare_squad(data.train, tok, **windowing)
+    # Split name -> (examples, features, meta, dataset, MLQA language or None).
+    eval_splits = {"validation": (data.validation, data.train_language),
+                   "test": (data.test, data.train_language)}
+    for language, examples in (data.test_by_language or {}).items():
+        if language != data.train_language:
+            eval_splits[f"test/{language}"] = (examples, language)
     evals = {}
-    for split in ("validation", "test"):
-        examples = getattr(data, split)
+    for split, (examples, language) in eval_splits.items():
         if examples:
             features, meta = prepare_squad(examples, tok, **windowing)
             evals[split] = (examples, features, meta,
-                            inputs_dataset(features, config.eval_batch_size).cache())
+                            inputs_dataset(features, config.eval_batch_size, names).cache(),
+                            language)
     preprocess_seconds = time.perf_counter() - t0
     n_train_features = len(train_features["token_ids"])
     log(f"features: train={n_train_features} "
@@ -147,13 +162,14 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
             order = order[:steps_per_epoch * config.batch_size]
         order = order[first_batch * config.batch_size:]
         features = {k: v[order] for k, v in train_arrays.items()}
-        return (qa_model.make_qa_dataset(features, config.batch_size, drop_remainder=drop_remainder),
+        return (qa_model.make_qa_dataset(features, config.batch_size,
+                                         drop_remainder=drop_remainder, names=names),
                 len(order))
 
     def run_eval(split):
-        examples, features, meta, ds = evals[split]
+        examples, features, meta, ds, language = evals[split]
         return evaluate_qa(model, examples, features, meta, options, version_2,
-                           config.eval_batch_size, ds)
+                           config.eval_batch_size, ds, language=language)
 
     callback = None
     if config.epochs > 1:
@@ -175,33 +191,43 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
 
     metrics: Dict[str, Any] = {"validation": None, "test": None}
     eval_eps: Dict[str, Optional[float]] = {"validation": None, "test": None}
+    by_split = {}
     for split in evals:
         values, predictions, seconds = run_eval(split)
-        metrics[split] = values
+        by_split[split] = values
         eval_eps[split] = len(evals[split][0]) / max(seconds, 1e-9)
         log(f"{split}: exact_match={values['exact_match']:.2f} f1={values['f1']:.2f}")
         if options.save_predictions:
-            fileio.atomic_write_json(os.path.join(workdir, f"predictions_{split}.json"),
+            name = split.replace("/", "_")
+            fileio.atomic_write_json(os.path.join(workdir, f"predictions_{name}.json"),
                                      predictions, clean=True)
+    metrics["validation"], metrics["test"] = by_split.get("validation"), by_split.get("test")
+    cross_lingual = None
+    if data.test_by_language:
+        metrics["test_by_language"] = {
+            language: by_split.get("test" if language == data.train_language
+                                   else f"test/{language}")
+            for language in data.test_by_language}
+        cross_lingual = cross_lingual_summary(metrics["test_by_language"],
+                                              data.train_language, MAIN_METRIC)
 
     latency = None
     if config.latency_examples > 0:
         latency_bs = config.latency_batch_size or config.eval_batch_size
         ds = evals["validation"][3]
         if latency_bs != config.eval_batch_size:
-            ds = inputs_dataset(evals["validation"][1], latency_bs)
+            ds = inputs_dataset(evals["validation"][1], latency_bs, names)
         latency = measure_latency(SpanLogitsStack(model), ds, batch_size=latency_bs,
                                   num_examples=config.latency_examples)
         if latency:
             latency["unit"] = "window of max_seq_length tokens"
 
     saved = None
+    vocabulary_file = save_tokenizer(tok, workdir)
     if config.save_model:
         save_qa_model(model, workdir)
         saved = {"format": "keras", "path": MODEL_FILE, "config_file": QA_CONFIG_FILE,
-                 "vocabulary_file": VOCAB_FILE, "safe_mode": True}
-    fileio.atomic_write_text(os.path.join(workdir, VOCAB_FILE),
-                             "\n".join(tok.vocabulary) + "\n")
+                 "vocabulary_file": vocabulary_file, "safe_mode": True}
     fileio.atomic_write_json(os.path.join(workdir, QA_CONFIG_FILE),
                              qa_config(options, version_2, tok, encoder, saved is not None),
                              clean=True)
@@ -214,6 +240,7 @@ def _finetune_qa(encoder, config, workdir: str, log_fn, data) -> Dict[str, Any]:
         "notes": notes,
         "main_metric": MAIN_METRIC,
         "metrics": metrics,
+        **({"cross_lingual": cross_lingual} if cross_lingual else {}),
         "validation_metric": val[MAIN_METRIC] if val else None,
         "test_metric": test[MAIN_METRIC] if test else None,
         "label_vocab": None,

@@ -503,11 +503,3 @@ def test_qa_model_and_loss(prepared, tok):
     )
     assert len(preds) == 21 and all(isinstance(p, str) for p in preds.values())
     assert not math.isnan(loss)
-
-
-def test_a_sentencepiece_tokenizer_is_refused_for_qa():
-    import export_fixtures
-    from minilm_tf.tasks.question_answering.finetuned import check_encoder
-
-    with pytest.raises(NotImplementedError, match="supports WordPiece.*XLMRobertaTokenizer"):
-        check_encoder(export_fixtures.architecture_encoder("xlm_roberta", sentence=False))

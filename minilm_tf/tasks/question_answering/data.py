@@ -74,9 +74,14 @@ def resolve_qa_options(config, backbone=None) -> QAOptions:
     The default max_seq_length (384) is capped at the backbone's position
     table (`max_sequence_length`); an explicit longer one is an error.
     """
+    from minilm_tf.tasks.question_answering import mlqa
+
     fields = {f.name for f in dataclasses.fields(QAOptions)}
     values: Dict[str, Any] = {}
+    task_is_mlqa = mlqa.is_mlqa(getattr(config, "task", "") or "")
     for key, value in dict(getattr(config, "extra", None) or {}).items():
+        if task_is_mlqa and key in mlqa.OPTIONS:
+            continue  # read by mlqa.parse_options
         name = OPTION_ALIASES.get(key, key)
         if name not in fields:
             raise ValueError(f"Unknown QA task option {key!r}; known: {sorted(fields)}.")
@@ -117,6 +122,10 @@ class QAData:
     version_2: bool
     source: str
     notes: List[str] = dataclasses.field(default_factory=list)
+    # MLQA: the test split of each language, and the language answers of
+    # `validation` / `test` are normalised in (None: SQuAD's rules).
+    test_by_language: Optional[Dict[str, List[squad_examples.SquadExample]]] = None
+    train_language: Optional[str] = None
 
     def splits(self) -> Dict[str, Optional[List[squad_examples.SquadExample]]]:
         return {"train": self.train, "validation": self.validation, "test": self.test}
@@ -170,12 +179,49 @@ def _holdout_by_context(examples, fraction: float, seed: int):
 
 def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
     """The QA task's examples (files or TFDS), subsampled as the config says."""
+    from minilm_tf.tasks.question_answering import mlqa
+
     options = options or QAOptions()
     notes: List[str] = []
     seed = int(getattr(config, "seed", 0) or 0)
     use_files = any(getattr(config, k, None) for k in ("train_file", "validation_file"))
-    test = None
-    if use_files:
+    test = test_by_language = train_language = None
+    tfds_kwargs = dict(data_dir=getattr(config, "tfds_data_dir", None),
+                       download=getattr(config, "tfds_download", True))
+    if mlqa.is_mlqa(config.task):
+        mlqa_options = mlqa.parse_options(getattr(config, "extra", None))
+        train_language = mlqa_options["train_language"]
+        version_2 = False
+        if config.train_file:
+            train = squad_examples.read_squad_json(_read_json(config.train_file),
+                                                   is_training=True,
+                                                   on_mismatch=options.on_mismatch,
+                                                   version_2=False)
+            train_source = config.train_file
+        else:
+            train = squad_examples.load_squad_tfds(_TFDS_V1, "train", is_training=True,
+                                                   on_mismatch=options.on_mismatch,
+                                                   **tfds_kwargs)
+            train_source = f"tfds:{_TFDS_V1}"
+        if config.validation_file:
+            validation = squad_examples.read_squad_json(_read_json(config.validation_file),
+                                                        is_training=False, version_2=False)
+            validation_source = config.validation_file
+        else:
+            validation, validation_source = mlqa.load_split(
+                mlqa_options, "validation", train_language, _read_json, **tfds_kwargs)
+        test_by_language, test_sources = mlqa.load_test_by_language(
+            mlqa_options, _read_json, **tfds_kwargs)
+        if train_language in test_by_language:
+            test = test_by_language[train_language]
+        else:
+            test, _ = mlqa.load_split(mlqa_options, "test", train_language, _read_json,
+                                      **tfds_kwargs)
+        source = (f"mlqa (train {train_source}, validation {validation_source}, test "
+                  + ", ".join(f"{k}: {v}" for k, v in test_sources.items()) + ")")
+        notes.append(f"zero-shot cross-lingual: trained on {train_source} "
+                     f"({train_language}), tested in {', '.join(test_by_language)}.")
+    elif use_files:
         if not config.train_file:
             raise ValueError("QA from local files needs `train_file` (SQuAD JSON).")
         raw = {k: _read_json(getattr(config, f"{k}_file"))
@@ -205,11 +251,10 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
                 "`validation_file` (SQuAD JSON) or use task squad / squad_v2.")
         version_2 = options.version_2 if options.version_2 is not None else (
             name.rstrip("/").endswith("v2.0"))
-        kwargs = dict(data_dir=getattr(config, "tfds_data_dir", None),
-                      download=getattr(config, "tfds_download", True))
         train = squad_examples.load_squad_tfds(name, "train", is_training=True,
-                                      on_mismatch=options.on_mismatch, **kwargs)
-        validation = squad_examples.load_squad_tfds(name, "validation", is_training=False, **kwargs)
+                                      on_mismatch=options.on_mismatch, **tfds_kwargs)
+        validation = squad_examples.load_squad_tfds(name, "validation", is_training=False,
+                                                    **tfds_kwargs)
         if getattr(config, "test_file", None):
             test = squad_examples.read_squad_json(_read_json(config.test_file), is_training=False,
                                          version_2=version_2)
@@ -239,4 +284,12 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
         if test is not None and n_eval < len(test):
             notes.append(f"test subsampled to {n_eval} of {len(test)} questions (seed {seed}).")
             test = _subsample(test, n_eval, seed)
-    return QAData(train, validation, test or None, bool(version_2), source, notes)
+        if test_by_language:
+            notes.append(f"each language's test set subsampled to at most {n_eval} questions "
+                         f"(seed {seed}).")
+            test_by_language = {k: _subsample(v, n_eval, seed)
+                                for k, v in test_by_language.items()}
+    if test_by_language and train_language in test_by_language:
+        test_by_language[train_language] = test  # one subsample, evaluated once
+    return QAData(train, validation, test or None, bool(version_2), source, notes,
+                  test_by_language=test_by_language, train_language=train_language)

@@ -2,7 +2,9 @@
 
 Window layout: `[CLS] question [SEP] context-window [SEP] [PAD]...` with
 segment ids 0 for `[CLS] question [SEP]` and 1 for the context window and
-the final `[SEP]`. `doc_stride` follows BERT's `run_squad.py`: the
+the final `[SEP]` (BERT); XLM-R's is `<s> question </s></s> context-window
+</s> <pad>...` (the tokenizer's `pair_separator`; its backbone takes no
+segment ids). `doc_stride` follows BERT's `run_squad.py`: the
 distance, in tokens, between the starts of consecutive windows. The label of
 a window that does not fully contain the gold answer (and of an unanswerable
 question) is the `[CLS]` position 0."""
@@ -72,8 +74,9 @@ def prepare_squad(
 
     Args:
       examples: list of :class:`SquadExample`.
-      tokenizer_or_vocab: keras-hub ``BertTokenizer``/``WordPieceTokenizer``,
-        :class:`OffsetWordPieceTokenizer`, vocab file path or token list.
+      tokenizer_or_vocab: keras-hub ``BertTokenizer``/``WordPieceTokenizer``
+        or ``XLMRobertaTokenizer``, an offset tokenizer, a vocab file path or
+        a token list.
       lowercase: only used when a vocabulary is given.
       max_seq_length: feature length L.
       doc_stride: step in tokens between the starts of consecutive windows.
@@ -90,6 +93,7 @@ def prepare_squad(
         raise ValueError("doc_stride must be positive")
     tok = get_offset_tokenizer(tokenizer_or_vocab, lowercase)
     L = max_seq_length
+    pair_separator = list(tok.pair_separator)
     context_cache: dict[str, tuple[list[int], list[int], list[int]]] = {}
     token_ids, segment_ids, padding_mask, start_pos, end_pos = [], [], [], [], []
     ex_ids, ex_index, offsets, max_ctx = [], [], [], []
@@ -102,7 +106,7 @@ def prepare_squad(
                 context_cache.clear()
             context_cache[ex.context] = tok.tokenize_with_offsets(ex.context)
         c_ids, c_starts, c_ends = context_cache[ex.context]
-        max_tokens_for_doc = L - len(q_ids) - 3
+        max_tokens_for_doc = L - len(q_ids) - 2 - len(pair_separator)
         if max_tokens_for_doc <= 0:
             raise ValueError(
                 f"max_seq_length={L} leaves no room for the context after a "
@@ -128,7 +132,7 @@ def prepare_squad(
             start_offset += min(length, doc_stride)
 
         for span_index, (span_start, span_len) in enumerate(doc_spans):
-            ids = [tok.cls_id] + q_ids + [tok.sep_id]
+            ids = [tok.cls_id] + q_ids + pair_separator
             ctx_offset = len(ids)
             ids += c_ids[span_start : span_start + span_len] + [tok.sep_id]
             n = len(ids)
@@ -195,9 +199,12 @@ def _is_max_context(doc_spans, cur_span_index, position) -> bool:
     return cur_span_index == best_index
 
 
-def model_inputs(features: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The keras-hub ``BertBackbone`` input dict (int32) from ``features``."""
-    return {k: np.asarray(features[k], np.int32) for k in ("token_ids", "segment_ids", "padding_mask")}
+def model_inputs(features: Mapping[str, np.ndarray],
+                 names: Sequence[str] = ("token_ids", "segment_ids", "padding_mask"),
+                 ) -> dict[str, np.ndarray]:
+    """The model's input dict (int32) from ``features``: ``names``, by default
+    the keras-hub ``BertBackbone`` inputs (see ``model.input_names``)."""
+    return {k: np.asarray(features[k], np.int32) for k in names}
 
 
 # =============================================================================

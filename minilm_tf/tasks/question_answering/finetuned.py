@@ -13,7 +13,10 @@ import keras_hub
 from minilm_tf.models.encoders import set_feedforward_activation
 from minilm_tf.tasks import finetuned
 from minilm_tf.tasks.question_answering import model as qa_model
-from minilm_tf.tasks.question_answering.tokenizer import OffsetWordPieceTokenizer
+from minilm_tf.tasks.question_answering.tokenizer import (
+    OffsetSentencePieceTokenizer,
+    OffsetWordPieceTokenizer,
+)
 from minilm_tf.utils import fileio
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ QA_CONFIG_FILE = "qa_config.json"
 
 VOCAB_FILE = "qa_vocab.txt"
 
+SENTENCEPIECE_FILE = "qa_sentencepiece.model"
+
 MODEL_FILE = finetuned.MODEL_KERAS_FILE  # "model.keras": finetune's workdir checks know it
 
 
@@ -31,15 +36,16 @@ def check_encoder(encoder) -> None:
     tokenizer = getattr(encoder, "tokenizer", None)
     if tokenizer is None:
         raise ValueError("QA fine-tuning needs the encoder's tokenizer (got none).")
-    if not isinstance(tokenizer, keras_hub.tokenizers.WordPieceTokenizer):
+    if not isinstance(tokenizer, (keras_hub.tokenizers.WordPieceTokenizer,
+                                  keras_hub.models.XLMRobertaTokenizer)):
         raise NotImplementedError(
-            f"QA fine-tuning supports WordPiece (BERT-style) tokenizers; this model has "
-            f"{type(tokenizer).__name__}.")
+            f"QA fine-tuning supports WordPiece (BERT-style) and XLM-R SentencePiece "
+            f"tokenizers; this model has {type(tokenizer).__name__}.")
     backbone_inputs = encoder.backbone.input
     names = set(backbone_inputs) if isinstance(backbone_inputs, dict) else set()
-    if not set(qa_model.INPUT_NAMES) <= names:
+    if not {"token_ids", "padding_mask"} <= names:
         raise NotImplementedError(
-            f"QA fine-tuning needs a backbone taking {list(qa_model.INPUT_NAMES)}; "
+            f"QA fine-tuning needs a backbone taking token_ids and padding_mask; "
             f"{type(encoder.backbone).__name__} takes {sorted(names)}.")
 
 def _find_backbone(model):
@@ -60,8 +66,17 @@ def save_qa_model(model, workdir: str) -> str:
             os.remove(tmp)
     return path
 
+def save_tokenizer(tok, workdir: str) -> str:
+    """Writes the offset tokenizer's vocabulary (WordPiece) or SentencePiece
+    model under `workdir`; returns the file name."""
+    if tok.kind == "sentencepiece":
+        fileio.atomic_write_bytes(os.path.join(workdir, SENTENCEPIECE_FILE), tok.proto)
+        return SENTENCEPIECE_FILE
+    fileio.atomic_write_text(os.path.join(workdir, VOCAB_FILE), "\n".join(tok.vocabulary) + "\n")
+    return VOCAB_FILE
+
 def load_finetuned_qa(workdir: str, safe_mode: bool = True):
-    """(model, qa_config dict, `OffsetWordPieceTokenizer`) of a saved QA run.
+    """(model, qa_config dict, offset tokenizer) of a saved QA run.
 
     The model loads with `safe_mode=True` (no code in the archive); the
     feed-forward activation the encoder was fine-tuned with is restored
@@ -81,6 +96,9 @@ def load_finetuned_qa(workdir: str, safe_mode: bool = True):
     if hidden_act and backbone is not None:
         set_feedforward_activation(backbone, hidden_act)
     tok = qa_config.get("tokenizer", {})
+    if tok.get("kind") == "sentencepiece":
+        with open(os.path.join(workdir, qa_config["vocabulary_file"]), "rb") as f:
+            return model, qa_config, OffsetSentencePieceTokenizer(f.read())
     tokenizer = OffsetWordPieceTokenizer(
         os.path.join(workdir, qa_config.get("vocabulary_file", VOCAB_FILE)),
         lowercase=tok.get("lowercase", True), strip_accents=tok.get("strip_accents"),
@@ -91,9 +109,25 @@ def load_finetuned_qa(workdir: str, safe_mode: bool = True):
         pad_token=tok.get("pad_token", "[PAD]"))
     return model, qa_config, tokenizer
 
-def qa_config(options: QAOptions, version_2: bool, tok: OffsetWordPieceTokenizer,
-               encoder, saved: bool) -> Dict[str, Any]:
-    cls_tok = tok.vocabulary[tok.cls_id]
+def qa_config(options: QAOptions, version_2: bool, tok, encoder, saved: bool
+              ) -> Dict[str, Any]:
+    cls_tok, sep_tok = tok.vocabulary[tok.cls_id], tok.vocabulary[tok.sep_id]
+    if tok.kind == "sentencepiece":
+        tokenizer = {"kind": "sentencepiece", "cls_token": cls_tok, "sep_token": sep_tok,
+                     "pad_token": tok.vocabulary[tok.pad_id], "id_space": "xlm_roberta"}
+        vocabulary_file, lowercase = SENTENCEPIECE_FILE, None
+        layout = f"{cls_tok} question {sep_tok}{sep_tok} context {sep_tok}"
+    else:
+        tokenizer = {
+            "kind": "wordpiece",
+            "lowercase": tok.lowercase, "strip_accents": tok.strip_accents,
+            "split_on_cjk": tok.split_on_cjk, "suffix_indicator": tok.suffix_indicator,
+            "oov_token": tok.oov_token, "special_tokens": list(tok.special_tokens) or None,
+            "cls_token": cls_tok, "sep_token": sep_tok,
+            "pad_token": tok.vocabulary[tok.pad_id],
+        }
+        vocabulary_file, lowercase = VOCAB_FILE, tok.lowercase
+        layout = "[CLS] question [SEP] context [SEP]; segment 1 from the context"
     return {
         "max_seq_length": options.max_seq_length,
         "doc_stride": options.doc_stride,
@@ -102,20 +136,14 @@ def qa_config(options: QAOptions, version_2: bool, tok: OffsetWordPieceTokenizer
         "max_answer_length": options.max_answer_length,
         "null_threshold": options.null_threshold,
         "version_2": version_2,
-        "lowercase": tok.lowercase,
-        "tokenizer": {
-            "lowercase": tok.lowercase, "strip_accents": tok.strip_accents,
-            "split_on_cjk": tok.split_on_cjk, "suffix_indicator": tok.suffix_indicator,
-            "oov_token": tok.oov_token, "special_tokens": list(tok.special_tokens) or None,
-            "cls_token": cls_tok, "sep_token": tok.vocabulary[tok.sep_id],
-            "pad_token": tok.vocabulary[tok.pad_id],
-        },
-        "vocabulary_file": VOCAB_FILE,
+        "lowercase": lowercase,
+        "tokenizer": tokenizer,
+        "vocabulary_file": vocabulary_file,
         "vocabulary_size": len(tok.vocabulary),
         "model_file": MODEL_FILE if saved else None,
-        "inputs": list(qa_model.INPUT_NAMES),
+        "inputs": list(qa_model.input_names(encoder.backbone)),
         "outputs": ["start_logits", "end_logits"],
-        "window_layout": "[CLS] question [SEP] context [SEP]; segment 1 from the context",
+        "window_layout": layout,
         "hidden_act": getattr(encoder, "hidden_act", None),
         "backbone_class": type(encoder.backbone).__name__,
         "finetuned_from": getattr(encoder, "spec", None),

@@ -27,6 +27,14 @@ __all__ = [
 INPUT_NAMES = ("token_ids", "segment_ids", "padding_mask")
 
 
+def input_names(model) -> tuple[str, ...]:
+    """The names of `INPUT_NAMES` that a backbone or QA model takes (XLM-R-style
+    backbones take no ``segment_ids``), in `INPUT_NAMES` order."""
+    inputs = model.input
+    names = set(inputs) if isinstance(inputs, dict) else set()
+    return tuple(n for n in INPUT_NAMES if n in names) or INPUT_NAMES
+
+
 @keras.saving.register_keras_serializable(package="minilm_tf")
 class SpanLogits(keras.layers.Layer):
     """Dense(2) over [B, L, H] split into float32 (start_logits, end_logits) [B, L]."""
@@ -66,7 +74,8 @@ def build_qa_model(
 
     Args:
       backbone: a model taking ``{"token_ids", "segment_ids",
-        "padding_mask"}`` (int32, [B, L]) and returning a dict with
+        "padding_mask"}`` or ``{"token_ids", "padding_mask"}`` (int32,
+        [B, L]) and returning a dict with
         ``"sequence_output"`` (e.g. ``keras_hub.models.BertBackbone``), or a
         plain [B, L, H] tensor.
       dropout: dropout on the sequence output before the span head.
@@ -75,7 +84,8 @@ def build_qa_model(
       A ``keras.Model`` with the same input dict and outputs
       ``{"start_logits": [B, L], "end_logits": [B, L]}`` (float32).
     """
-    inputs = {n: keras.Input(shape=(None,), dtype="int32", name=n) for n in INPUT_NAMES}
+    inputs = {n: keras.Input(shape=(None,), dtype="int32", name=n)
+              for n in input_names(backbone)}
     outputs = backbone(inputs)
     sequence_output = outputs["sequence_output"] if isinstance(outputs, dict) else outputs
     if dropout:
@@ -121,16 +131,18 @@ def make_qa_dataset(
     shuffle_buffer: int = 10_000,
     seed: int | None = None,
     drop_remainder: bool | None = None,
+    names=INPUT_NAMES,
 ):
     """``tf.data.Dataset`` of ``(inputs, labels)`` from ``prepare_squad`` features.
 
-    ``inputs`` is the int32 backbone dict; ``labels`` is
+    ``inputs`` is the int32 dict of the model's input ``names`` (see
+    :func:`input_names`); ``labels`` is
     ``{"start_logits": start_positions, "end_logits": end_positions}``.
     Training datasets are shuffled and drop the last partial batch by default.
     """
     import tensorflow as tf
 
-    x = {n: np.asarray(features[n], np.int32) for n in INPUT_NAMES}
+    x = {n: np.asarray(features[n], np.int32) for n in names}
     y = {
         "start_logits": np.asarray(features["start_positions"], np.int32),
         "end_logits": np.asarray(features["end_positions"], np.int32),

@@ -1,7 +1,14 @@
-"""`OffsetWordPieceTokenizer`: a pure-Python BERT basic + WordPiece
-tokenizer that reproduces the ids of keras-hub's `BertTokenizer` /
-`WordPieceTokenizer` and also returns every token's character span in the
-original text (SQuAD needs it to map predicted tokens back to answers)."""
+"""Tokenizers that also return every token's character span in the original
+text (SQuAD needs it to map predicted tokens back to answers):
+
+* `OffsetWordPieceTokenizer`: a pure-Python BERT basic + WordPiece tokenizer
+  with the ids of keras-hub's `BertTokenizer` / `WordPieceTokenizer`;
+* `OffsetSentencePieceTokenizer`: SentencePiece (the `sentencepiece`
+  library's own spans) with the ids of keras-hub's `XLMRobertaTokenizer`.
+
+Both give `cls_id`, `sep_id`, `pad_id` and `pair_separator`, the ids between
+the question and the context of a window (`[SEP]` for BERT, `</s></s>` for
+XLM-R)."""
 
 from __future__ import annotations
 
@@ -217,6 +224,12 @@ class OffsetWordPieceTokenizer:
                     ends.append(fmap[e - 1] + 1)
         return ids, starts, ends
 
+    kind = "wordpiece"
+
+    @property
+    def pair_separator(self) -> tuple[int, ...]:
+        return (self.sep_id,)
+
     def tokenize(self, text: str) -> list[int]:
         return self.tokenize_with_offsets(text)[0]
 
@@ -224,12 +237,85 @@ class OffsetWordPieceTokenizer:
         return self.tokenize(text)
 
 
-def get_offset_tokenizer(tokenizer_or_vocab, lowercase: bool = True) -> OffsetWordPieceTokenizer:
-    """An :class:`OffsetWordPieceTokenizer` from a keras-hub tokenizer, an
-    ``OffsetWordPieceTokenizer``, a vocab path or a token list (then
+class OffsetSentencePieceTokenizer:
+    """XLM-R's SentencePiece tokenizer returning original-text char offsets.
+
+    Encodes with the `sentencepiece` library (the same model keras-hub's
+    ``XLMRobertaTokenizer`` runs in the graph) and maps its ids into the
+    fairseq id space that tokenizer uses: ``<s>`` 0, ``<pad>`` 1, ``</s>`` 2,
+    ``<unk>`` 3, every other piece its SentencePiece id + 1, ``<mask>`` last.
+    A token's span is the piece's span in the original text (the library
+    tracks it through its normalisation), without the whitespace that the
+    piece's leading ``▁`` stands for.
+
+    Args:
+      proto: the serialised SentencePiece model (``XLMRobertaTokenizer.proto``
+        or the bytes of a ``sentencepiece.bpe.model`` file).
+    """
+
+    kind = "sentencepiece"
+    cls_id, pad_id, sep_id, oov_id = 0, 1, 2, 3
+
+    def __init__(self, proto: bytes):
+        import sentencepiece as spm
+
+        self.proto = bytes(proto)
+        self._spm = spm.SentencePieceProcessor(model_proto=self.proto)
+        n = self._spm.get_piece_size()
+        self.vocabulary = (["<s>", "<pad>", "</s>", "<unk>"]
+                           + [self._spm.id_to_piece(i) for i in range(3, n)] + ["<mask>"])
+        self._unk = self._spm.unk_id()
+
+    @classmethod
+    def from_keras_hub(cls, tokenizer) -> "OffsetSentencePieceTokenizer":
+        proto = tokenizer.proto
+        if isinstance(proto, str):  # a path
+            with open(proto, "rb") as f:
+                proto = f.read()
+        return cls(proto)
+
+    @property
+    def pair_separator(self) -> tuple[int, ...]:
+        return (self.sep_id, self.sep_id)
+
+    def tokenize_with_offsets(self, text: str) -> tuple[list[int], list[int], list[int]]:
+        """Returns (token ids, start chars, end chars) for `text`."""
+        encoded = self._spm.encode(text, return_type="proto")
+        # Piece spans are UTF-8 byte offsets into `text`: map them to chars.
+        char_at = [0] * (len(text.encode("utf-8")) + 1)
+        pos = 0
+        for i, ch in enumerate(text):
+            width = len(ch.encode("utf-8"))
+            char_at[pos:pos + width] = [i] * width
+            pos += width
+        char_at[pos] = len(text)
+        ids, starts, ends = [], [], []
+        for piece in encoded.pieces:
+            ids.append(self.oov_id if piece.id == self._unk else piece.id + 1)
+            start, end = char_at[piece.begin], char_at[piece.end]
+            while start < end and text[start].isspace():
+                start += 1
+            starts.append(start)
+            ends.append(end)
+        return ids, starts, ends
+
+    def tokenize(self, text: str) -> list[int]:
+        return self.tokenize_with_offsets(text)[0]
+
+    def __call__(self, text: str) -> list[int]:
+        return self.tokenize(text)
+
+
+def get_offset_tokenizer(tokenizer_or_vocab, lowercase: bool = True):
+    """An offset tokenizer from a keras-hub tokenizer (WordPiece or XLM-R's
+    SentencePiece), an offset tokenizer, a vocab path or a token list (then
     ``lowercase`` applies, accents stripped iff lowercase)."""
-    if isinstance(tokenizer_or_vocab, OffsetWordPieceTokenizer):
+    if isinstance(tokenizer_or_vocab, (OffsetWordPieceTokenizer, OffsetSentencePieceTokenizer)):
         return tokenizer_or_vocab
+    import keras_hub
+
+    if isinstance(tokenizer_or_vocab, keras_hub.models.XLMRobertaTokenizer):
+        return OffsetSentencePieceTokenizer.from_keras_hub(tokenizer_or_vocab)
     if hasattr(tokenizer_or_vocab, "get_vocabulary") and hasattr(tokenizer_or_vocab, "lowercase"):
         return OffsetWordPieceTokenizer.from_keras_hub(tokenizer_or_vocab)
     return OffsetWordPieceTokenizer(tokenizer_or_vocab, lowercase=lowercase)
