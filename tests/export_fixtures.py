@@ -186,3 +186,31 @@ def architecture_encoder(name: str, seed: int = 0, hidden: int = HIDDEN,
     metadata = ({"pooling": {"pooling_mode_mean_tokens": True}, "normalize": True}
                 if sentence else {})
     return LoadedEncoder(backbone, tokenizer, f"tiny-{name}", activation, metadata=metadata)
+
+
+def make_architecture_finetune_workdir(workdir: str, name: str, labels=LABELS,
+                                       head_scale: float = 3.0, seed: int = 0) -> str:
+    """What tools/finetune.py leaves behind for a tiny untrained classifier on
+    `architecture_encoder(name)` (its keras-hub text classifier, or the
+    generic head where keras-hub has none)."""
+    import numpy as np
+
+    encoder = architecture_encoder(name, seed=seed, sentence=False)
+    model = build_task_model(encoder.backbone, len(labels))
+    # Head weights of unit gain (keras-hub initialises them near zero), so
+    # the logits vary from text to text and a wrong head shows.
+    rng = np.random.default_rng(seed)
+    for layer_name, gain in (("pooled_dense", 1.0), ("logits", head_scale)):
+        try:
+            dense = model.get_layer(layer_name)
+        except ValueError:
+            continue
+        kernel, bias = dense.get_weights()
+        dense.set_weights([rng.normal(0, gain / np.sqrt(kernel.shape[0]), kernel.shape),
+                           rng.normal(0, 0.1 * gain, bias.shape)])
+    preprocessor = build_preprocessor(encoder.tokenizer, SEQ_LEN, task_model=model)
+    data = types.SimpleNamespace(name="toy", kind="classification", label_vocab=list(labels),
+                                 num_classes=len(labels), is_pair=False)
+    os.makedirs(workdir, exist_ok=True)
+    save_finetuned(model, preprocessor, workdir, data, encoder)
+    return workdir

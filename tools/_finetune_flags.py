@@ -22,7 +22,7 @@ _run_flags.define_common(
     model_help="Model spec: all-minilm-l6-v2, a Hugging Face BERT dir, a keras-hub preset "
     "dir (students) or a keras-hub preset name.",
     task_help="Task: rotten_tomatoes, bbc_news, a GLUE task (sst2, glue/mnli, ...), "
-    "squad/squad_v2 (QA), or any name with --train_file.",
+    "xnli, squad/squad_v2/mlqa (QA), or any name with --train_file.",
     train_file_help="Local train file (.tsv GLUE-style, .csv, .jsonl; .json SQuAD for qa).")
 
 flags.DEFINE_enum("task_kind", None, ["classification", "regression", "qa", "seq2seq"],

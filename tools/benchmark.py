@@ -46,6 +46,15 @@ and precision (and XLA setting), the best rate of three plain matmuls (the
 student's feed-forward up/down projections on the step's tokens and a
 2048^3 square): the step's achieved GFLOP/s as a fraction of that peak.
 
+`--reference_python PY` (an interpreter with torch and transformers, e.g.
+tools/make_torch_env.sh's .venv-torch/bin/python) then runs the PyTorch +
+Hugging Face reference of the same step
+(benchmarks/reference/torch_minilm_step.py: same teacher, student shape,
+batch, objective and threads; v2 with its lean loss; bf16 autocast for
+mixed_bfloat16; its batches are real text with ~20% padding, so pass
+`--padding_fraction 0.2`) for each precision and objective measured, and
+prints tokens/s ours / reference.
+
 `--teacher tiny` builds a small random BERT (for tests; seconds). Numbers go to
 stdout as a table and, with `--output_json`, to a JSON file.
 
@@ -64,6 +73,10 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 from absl import app, flags  # noqa: E402
 
 from minilm_tf.benchmarks import BenchmarkConfig, format_table, run_benchmark  # noqa: E402
+from minilm_tf.benchmarks.reference import (  # noqa: E402
+    distillation_reference_arguments,
+    run_reference,
+)
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
@@ -108,22 +121,69 @@ flags.DEFINE_string("profile_dir", None, "Profiler output directory (default: a 
 flags.DEFINE_integer("profile_top", 15, "Ops listed in the profile summary.")
 
 
+flags.DEFINE_string("reference_python", None, "Python with torch + transformers: also run "
+                    "benchmarks/reference/torch_minilm_step.py for each precision and "
+                    "objective measured and print the tokens/s ratio.")
+
+REFERENCE = os.path.join(_REPO, "benchmarks", "reference", "torch_minilm_step.py")
+
+
 def config_from_flags() -> BenchmarkConfig:
     """The BenchmarkConfig of the flags (every field is a flag of the same name)."""
     values = {field.name: FLAGS[field.name].value for field in dataclasses.fields(BenchmarkConfig)}
     return BenchmarkConfig(**values)
 
 
+def compare_with_reference(report: dict, config: BenchmarkConfig) -> list:
+    """Runs the reference for every (precision, objective) of `report`;
+    returns rows of ours / reference tokens/s (and prints them)."""
+    from minilm_tf.models.encoders import builtin_model_dir
+
+    rows = []
+    for result in report["results"]:
+        measured = [(config.objective, result["step"]["tokens_per_s"])]
+        if "compared" in result and result["compared"]["objective"] != config.objective:
+            measured.append((result["compared"]["objective"],
+                             result["compared"]["tokens_per_s"]))
+        for objective, ours in measured:
+            arguments = distillation_reference_arguments(
+                config.batch_size, config.seq_len, config.steps, config.warmup_steps,
+                config.threads, objective, result["precision"] == "mixed_bfloat16",
+                config.num_relation_heads)
+            fields = run_reference(FLAGS.reference_python, REFERENCE, arguments,
+                                   "RESULT torch", builtin_model_dir("all-minilm-l6-v2"))
+            theirs = float(fields["tokens_per_s"])
+            rows.append({"precision": result["precision"], "objective": objective,
+                         "tokens_per_s": ours, "reference_tokens_per_s": theirs,
+                         "ratio": ours / theirs, "reference": fields["line"]})
+            print(f"{result['precision']:<15} {objective}: {ours:.0f} tokens/s, PyTorch "
+                  f"reference {theirs:.0f} tokens/s: ratio {ours / theirs:.2f}")
+    return rows
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     command = " ".join([os.path.relpath(sys.argv[0], _REPO)] + sys.argv[1:])
+    config = config_from_flags()
+    if FLAGS.reference_python and (config.teacher != "all-minilm-l6-v2"
+                                   or config.student != "3x384x12"):
+        print("error: the reference implements all-minilm-l6-v2 -> 3x384x12 only; drop "
+              "--reference_python or use the default --teacher and --student.",
+              file=sys.stderr)
+        return 1
     try:
-        report = run_benchmark(config_from_flags(), command=command)
+        report = run_benchmark(config, command=command)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     print(format_table(report))
+    if FLAGS.reference_python:
+        try:
+            report["reference"] = compare_with_reference(report, config)
+        except (RuntimeError, FileNotFoundError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 1
     if FLAGS.output_json:
         directory = os.path.dirname(os.path.abspath(FLAGS.output_json))
         os.makedirs(directory, exist_ok=True)

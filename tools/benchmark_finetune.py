@@ -23,9 +23,7 @@ ratio of examples per second is printed (> 1: this package is faster).
 
 import contextlib
 import os
-import re
 import statistics
-import subprocess
 import time
 
 import numpy as np
@@ -35,6 +33,7 @@ import keras
 import tensorflow as tf
 
 from minilm_tf import load_teacher
+from minilm_tf.benchmarks.reference import run_reference
 from minilm_tf.models.encoders import builtin_model_dir
 from minilm_tf.training.distribute import resolve_jit_compile
 from minilm_tf.layers.fast_paths import fast_paths as fast_paths_of
@@ -65,19 +64,17 @@ REFERENCE = os.path.join(_REPO, "benchmarks", "reference", "torch_finetune_step.
 
 def _run_reference() -> float:
     """Examples per second of the PyTorch reference (its RESULT line)."""
-    command = [FLAGS.reference_python, REFERENCE, "--batch", str(FLAGS.batch_size),
-               "--seq", str(FLAGS.seq_len), "--steps", str(FLAGS.steps),
-               "--warmup", str(FLAGS.warmup_steps), "--threads", str(FLAGS.threads)]
+    arguments = ["--batch", FLAGS.batch_size, "--seq", FLAGS.seq_len, "--steps", FLAGS.steps,
+                 "--warmup", FLAGS.warmup_steps, "--threads", FLAGS.threads]
     if FLAGS.precision == "mixed_bfloat16":
-        command.append("--bf16")
-    env = dict(os.environ, MINILM_TEACHER_DIR=builtin_model_dir("all-minilm-l6-v2"))
-    proc = subprocess.run(command, capture_output=True, text=True, env=env)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT torch_finetune")]
-    if proc.returncode or not lines:
-        raise SystemExit(f"error: the reference failed ({' '.join(command)}):\n"
-                         f"{proc.stderr[-2000:]}")
-    print(f"  reference: {lines[-1]}")
-    return float(re.search(r"examples_per_s=([0-9.]+)", lines[-1]).group(1))
+        arguments.append("--bf16")
+    try:
+        fields = run_reference(FLAGS.reference_python, REFERENCE, arguments,
+                               "RESULT torch_finetune", builtin_model_dir("all-minilm-l6-v2"))
+    except (RuntimeError, FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"error: {e}") from None
+    print(f"  reference: {fields['line']}")
+    return float(fields["examples_per_s"])
 
 
 def _model(jit: bool):

@@ -72,7 +72,7 @@ def _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len) -> list:
 
 def check_classifier(model_dir: str, reference: str, tolerance: float,
                      batch_size: int = 16) -> dict:
-    """A `BertForSequenceClassification` export against the Keras logits
+    """A `*ForSequenceClassification` export against the Keras logits
     (`minilm_tf.export.hf_classifier.classifier_parity_reference`)."""
     import numpy as np
     import torch
@@ -86,13 +86,14 @@ def check_classifier(model_dir: str, reference: str, tolerance: float,
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForSequenceClassification.from_pretrained(model_dir).eval()
     mismatches = _token_id_mismatches(tokenizer, texts, ref_ids, ref_mask, max_len)
+    takes_types = "token_type_ids" in inspect.signature(model.forward).parameters
     logits = []
     with torch.no_grad():
         for start in range(0, len(texts), batch_size):
             ids = torch.tensor(ref_ids[start:start + batch_size], dtype=torch.long)
             mask = torch.tensor(ref_mask[start:start + batch_size], dtype=torch.long)
-            logits.append(model(input_ids=ids, attention_mask=mask,
-                                token_type_ids=torch.zeros_like(ids)).logits.numpy())
+            types = {"token_type_ids": torch.zeros_like(ids)} if takes_types else {}
+            logits.append(model(input_ids=ids, attention_mask=mask, **types).logits.numpy())
     logits = np.concatenate(logits)
     diff = _max_abs(logits, ref["logits"])
     same_label = (int((logits.argmax(-1) == ref["logits"].argmax(-1)).sum())

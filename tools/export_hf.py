@@ -13,7 +13,7 @@ Examples:
       --reference exports/hf/student_reference.npz
 
   # A fine-tuned classifier or regressor (a tools/finetune.py workdir) as
-  # BertForSequenceClassification, with the Keras logits for the parity check:
+  # *ForSequenceClassification, with the Keras logits for the parity check:
   python tools/export_hf.py --finetuned runs/ft_rt --output_dir exports/hf/rt_classifier \
       --reference exports/hf/rt_classifier_reference.npz
 
@@ -24,15 +24,15 @@ tokenizer_config.json, special_tokens_map.json, a README.md model card and,
 for sentence encoders, the sentence-transformers files (modules.json,
 1_Pooling/, sentence_bert_config.json, 2_Normalize/,
 config_sentence_transformers.json); see minilm_tf/export/hf.py and
-docs/export.md; with --finetuned, config.json is a
-BertForSequenceClassification with the run's labels as id2label (see
-minilm_tf/export/hf_classifier.py). The directory is written under a temporary name and renamed
+docs/export.md; with --finetuned, config.json is a Bert-, Roberta-,
+XLMRoberta- or DistilBertForSequenceClassification with the run's labels as
+id2label (see minilm_tf/export/hf_classifier.py). The directory is written under a temporary name and renamed
 into place when complete; an existing non-empty one is refused unless
 --overwrite. Prints a JSON summary. Exit status: 0 written, 1 bad input
 (one `error: ...` line: unknown model, an architecture without a Hugging
 Face mapping, a tokenizer of another architecture, vocabulary that does not
-match the embeddings, existing directory). Fine-tuned classifiers export
-from BERT runs only.
+match the embeddings, existing directory). Fine-tuned ELECTRA classifiers
+are refused (their head is not ElectraForSequenceClassification's).
 """
 
 import json
@@ -46,8 +46,8 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("model", None, "Encoder spec: all-minilm-l6-v2, a Hugging Face dir, a "
                     "keras-hub preset dir (e.g. a student saved by minilm_tf.save_encoder).")
-flags.DEFINE_string("finetuned", None, "A tools/finetune.py run (its workdir) of a BERT "
-                    "classifier or regressor, exported as BertForSequenceClassification "
+flags.DEFINE_string("finetuned", None, "A tools/finetune.py run (its workdir) of a "
+                    "classifier or regressor, exported as *ForSequenceClassification "
                     "(instead of --model).")
 flags.DEFINE_string("output_dir", None, "Directory to write the Hugging Face model to.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing non-empty --output_dir (only "

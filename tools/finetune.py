@@ -22,6 +22,9 @@ Examples:
 
   # Extractive QA (task kind "qa"; minilm_tf.training.qa_finetuning):
   python tools/finetune.py --model all-minilm-l6-v2 --task squad --workdir runs/squad
+  # MLQA: train on SQuAD v1.1, test in seven languages (an XLM-R model):
+  python tools/finetune.py --model XLMR_DIR --task mlqa --workdir runs/mlqa \
+      --task_option languages=en,de,zh
 
   # Generation (task kind "seq2seq": tools/finetune_seq2seq.py and its flags):
   python tools/finetune.py --task_kind seq2seq --model all-minilm-l6-v2 \

@@ -175,8 +175,13 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
 
 def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, labels: dict,
                     directory_name: str) -> str:
-    """A README.md for a `BertForSequenceClassification` export."""
+    """A README.md for a `*ForSequenceClassification` export."""
     regression = config["problem_type"] == "regression"
+    architecture = config["architectures"][0]
+    family = architecture[:-len("ForSequenceClassification")]
+    head = {"Bert": "pooled [CLS] (BERT pooler) -> dropout -> dense",
+            "DistilBert": "[CLS] -> dense + ReLU -> dropout -> dense"}.get(
+                family, "<s> -> dropout -> dense + tanh -> dropout -> dense")
     spec = encoder.spec
     origin = os.path.basename(os.path.normpath(spec)) if os.sep in spec else spec
     lines = [
@@ -185,20 +190,20 @@ def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, label
         "pipeline_tag: text-classification",
         "tags:",
         "- minilm_tf",
-        "- bert",
+        f"- {config['model_type']}",
         "- text-classification",
         "---",
         "",
         f"# {directory_name}",
         "",
-        f"A BERT {'regressor' if regression else 'classifier'} fine-tuned with minilm_tf "
+        f"A {family} {'regressor' if regression else 'classifier'} fine-tuned with minilm_tf "
         f"(`tools/finetune.py`) on `{labels.get('task', '?')}`"
         f"{' (sentence pairs)' if labels.get('is_pair') else ''}, exported as "
-        "`BertForSequenceClassification` (`minilm_tf.export.hf_classifier`, "
+        f"`{architecture}` (`minilm_tf.export.hf_classifier`, "
         "`tools/export_hf.py --finetuned`).",
         "",
     ] + _architecture(encoder, config, parameters) + [
-        f"| head | pooled [CLS] (BERT pooler) -> dropout -> dense, {config['num_labels']} "
+        f"| head | {head}, {config['num_labels']} "
         f"output{'s' if config['num_labels'] > 1 else ''} |",
         f"| labels | {', '.join(config['label2id']) if not regression else 'one score'} |",
         f"| fine-tuned on | {labels.get('sequence_length', '?')} tokens per example |",

@@ -1,11 +1,19 @@
 """Fine-tuned classifiers and regressors as Hugging Face
-`BertForSequenceClassification` directories.
+`*ForSequenceClassification` directories.
 
-A `tools/finetune.py` run of a BERT encoder holds a keras-hub
-`BertTextClassifier`: pooled [CLS] (the BERT pooler, dense + tanh) ->
-dropout -> dense. That is `BertForSequenceClassification`'s computation, so
-the export is the encoder's state dict under `bert.`, the head as
-`classifier.weight` / `classifier.bias`, and a config with `num_labels`,
+A `tools/finetune.py` run holds the keras-hub text classifier of its
+encoder, whose head computes what the Hugging Face class does at inference:
+
+| keras-hub | head | Hugging Face |
+|---|---|---|
+| `BertTextClassifier` | pooler (dense + tanh) on [CLS] -> dense | `BertForSequenceClassification` (`bert.pooler`, `classifier`) |
+| `RobertaTextClassifier`, `XLMRobertaTextClassifier` | `<s>` -> dense + tanh -> dense | `RobertaForSequenceClassification`, `XLMRobertaForSequenceClassification` (`classifier.dense`, `classifier.out_proj`) |
+| `DistilBertTextClassifier` | [CLS] -> dense + ReLU -> dense | `DistilBertForSequenceClassification` (`pre_classifier`, `classifier`) |
+
+ELECTRA has no keras-hub text classifier; its fine-tuned head (pooler ->
+dense) is not `ElectraForSequenceClassification`'s (dense -> GELU -> dense),
+so such a run is refused. The export is the encoder's state dict under the
+base model's prefix, the head's dense layers, and a config with `num_labels`,
 `id2label` / `label2id` (the run's label vocabulary) and `problem_type`
 (`single_label_classification`, or `regression` for one output).
 `classifier_parity_reference` writes the Keras logits of the parity texts
@@ -32,8 +40,22 @@ from minilm_tf.export.hf import (
     write_hf_directory,
 )
 from minilm_tf.export.hf_card import classifier_card
+from minilm_tf.export.hf_weights import CHECKPOINT_PREFIX
 from minilm_tf.models.encoders import LoadedEncoder
 from minilm_tf.tasks.finetuned import LABELS_FILE, load_finetuned, saved_model_dir
+
+
+# keras-hub task class -> (Hugging Face class, base-model prefix, {Keras layer:
+# Hugging Face module}).
+_ROBERTA_HEAD = {"pooled_dense": "classifier.dense", "logits": "classifier.out_proj"}
+HEADS = {
+    "BertTextClassifier": ("BertForSequenceClassification", "bert.", {"logits": "classifier"}),
+    "RobertaTextClassifier": ("RobertaForSequenceClassification", "roberta.", _ROBERTA_HEAD),
+    "XLMRobertaTextClassifier": ("XLMRobertaForSequenceClassification", "roberta.",
+                                 _ROBERTA_HEAD),
+    "DistilBertTextClassifier": ("DistilBertForSequenceClassification", "distilbert.",
+                                 {"pooled_dense": "pre_classifier", "logits": "classifier"}),
+}
 
 
 def load_classifier(finetuned: str):
@@ -50,31 +72,37 @@ def load_classifier(finetuned: str):
                           "run.") from None
     if kind not in ("classification", "regression"):
         raise ExportError(f"{finetuned} is a {kind!r} run; only classification and "
-                          "regression runs export as BertForSequenceClassification.")
+                          "regression runs export as *ForSequenceClassification.")
     model, preprocessor, labels = load_finetuned(finetuned)
     try:
         head = model.get_layer("logits")
     except ValueError:
         head = None
-    if head is None or preprocessor is None or type(model).__name__ != "BertTextClassifier":
-        raise ExportError(f"{finetuned} holds a {type(model).__name__}; only a BERT "
-                          "classifier (pooled [CLS] -> dense) has a Hugging Face "
-                          "equivalent here.")
+    if head is None or preprocessor is None or type(model).__name__ not in HEADS:
+        raise ExportError(
+            f"{finetuned} holds a {type(model).__name__} (on a "
+            f"{type(getattr(model, 'backbone', None)).__name__}); only the keras-hub text "
+            f"classifiers {', '.join(sorted(HEADS))} have a Hugging Face "
+            "*ForSequenceClassification equivalent here (ELECTRA's fine-tuned head differs "
+            "from ElectraForSequenceClassification's).")
     meta = {}
     if os.path.exists(os.path.join(model_dir, "minilm_tf.json")):
         with open(os.path.join(model_dir, "minilm_tf.json"), encoding="utf-8") as f:
             meta = json.load(f)
     encoder = LoadedEncoder(model.backbone, preprocessor.tokenizer,
                             meta.get("finetuned_from") or finetuned,
-                            meta.get("hidden_act") or "gelu_approximate",
+                            meta.get("hidden_act") or (
+                                "gelu_approximate" if type(model).__name__ == "BertTextClassifier"
+                                else "gelu"),
                             metadata={k: v for k, v in meta.items()
                                       if k not in ("hidden_act", "finetuned_from")})
     check_encoder(encoder)
     return encoder, head, labels, model
 
 
-def classifier_config(encoder: LoadedEncoder, labels: dict) -> dict:
-    """`config.json` of a `BertForSequenceClassification`."""
+def classifier_config(encoder: LoadedEncoder, labels: dict,
+                      architecture: str = "BertForSequenceClassification") -> dict:
+    """`config.json` of the classifier's `*ForSequenceClassification`."""
     config = hf_config(encoder)
     names = labels.get("labels") or []
     num = int(labels["num_outputs"])
@@ -84,7 +112,7 @@ def classifier_config(encoder: LoadedEncoder, labels: dict) -> dict:
                           "outputs.")
     id2label = ({0: "LABEL_0"} if regression else dict(enumerate(map(str, names))))
     config.update({
-        "architectures": ["BertForSequenceClassification"],
+        "architectures": [architecture],
         "num_labels": num,
         "id2label": {str(i): n for i, n in id2label.items()},
         "label2id": {n: i for i, n in id2label.items()},
@@ -96,22 +124,32 @@ def classifier_config(encoder: LoadedEncoder, labels: dict) -> dict:
 
 def export_hf_classifier(finetuned: str, directory: str, overwrite: bool = False) -> dict:
     """Writes a fine-tuning run's classifier as a Hugging Face
-    `BertForSequenceClassification` directory (written under a temporary
+    `*ForSequenceClassification` directory (written under a temporary
     name, renamed into place; an existing non-empty one is refused unless
     `overwrite`). Returns a summary: `path`, `files`, `parameters`,
     `num_labels`, `id2label`, `problem_type`."""
     directory = os.path.abspath(directory)
     check_target(directory, overwrite)
-    encoder, head, labels, model = load_classifier(finetuned)
-    config = classifier_config(encoder, labels)
-    weights = {f"bert.{k}": v for k, v in hf_state_dict(encoder.backbone).items()}
-    weights["classifier.weight"] = np.ascontiguousarray(
-        np.asarray(head.kernel, dtype=np.float32).T)
-    weights["classifier.bias"] = np.asarray(head.bias, dtype=np.float32)
+    encoder, _, labels, model = load_classifier(finetuned)
+    architecture, prefix, head = HEADS[type(model).__name__]
+    config = classifier_config(encoder, labels, architecture)
+    own_prefix = CHECKPOINT_PREFIX.get(type(encoder.backbone).__name__, "")
+    weights = {prefix + k[len(own_prefix):]: v
+               for k, v in hf_state_dict(encoder.backbone).items()}
+    if prefix == "roberta.":  # *ForSequenceClassification builds RoBERTa without its pooler
+        weights = {k: v for k, v in weights.items() if not k.startswith("roberta.pooler.")}
+    head_parameters = 0
+    for layer_name, module in head.items():
+        layer = model.get_layer(layer_name)
+        weights[f"{module}.weight"] = np.ascontiguousarray(
+            np.asarray(layer.kernel, dtype=np.float32).T)
+        weights[f"{module}.bias"] = np.asarray(layer.bias, dtype=np.float32)
+        head_parameters += int(layer.count_params())
     parameters = int(model.count_params())
-    if sum(int(v.size) for v in weights.values()) != parameters:
+    if int(encoder.backbone.count_params()) + head_parameters != parameters:
         raise ExportError("The exported weights do not cover every weight of the classifier "
-                          f"({sum(int(v.size) for v in weights.values())} of {parameters}).")
+                          f"(backbone {encoder.backbone.count_params()} + head "
+                          f"{head_parameters} of {parameters}).")
     card = classifier_card(encoder, config, parameters, labels, os.path.basename(directory))
     files = write_hf_directory(directory, overwrite, config, weights,
                                tokenizer_files(encoder.tokenizer,

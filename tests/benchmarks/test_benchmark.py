@@ -1,4 +1,5 @@
-"""tools/benchmark.py on a tiny random teacher: fields, positive numbers, the ratio."""
+"""tools/benchmark.py on a tiny random teacher: fields, positive numbers, the ratio;
+beside the PyTorch reference when the torch environment exists."""
 
 import json
 import os
@@ -11,6 +12,7 @@ import pytest
 
 from minilm_tf.ops import native
 from locations import TOOLS_DIR
+from torch_env import TORCH_PYTHON, needs_torch_env
 
 TOOL = os.path.join(TOOLS_DIR, "benchmark.py")
 PHASES = ("step", "teacher", "student")
@@ -157,3 +159,41 @@ def test_step_flops_match_the_reference_scripts_count():
         assert got == want
         if objective == "minilm":
             assert round(got / 1e9, 1) == 186.0
+
+
+def test_reference_result_lines_parse():
+    from minilm_tf.benchmarks.reference import distillation_reference_arguments, parse_result
+
+    out = ("step   0 [warmup] 10.0 ms\nRESULT torch malloc=system loss_impl=lean version=v2 "
+           "bf16=0 threads=2 B=32 T=128 steps=4 median_ms=3740.1 tokens_per_s=1095\n")
+    fields = parse_result(out, "RESULT torch")
+    assert fields["tokens_per_s"] == "1095" and fields["version"] == "v2"
+    with pytest.raises(ValueError, match="RESULT torch_finetune"):
+        parse_result(out, "RESULT torch_finetune")
+    args = distillation_reference_arguments(32, 128, 5, 2, 2, "minilmv2", True, 48)
+    assert args == ["--batch", 32, "--seq", 128, "--steps", 5, "--warmup", 2, "--threads", 2,
+                    "--version", "v2", "--loss-impl", "lean", "--relation-heads", 48, "--bf16"]
+
+
+@needs_torch_env
+def test_the_distillation_reference_runs_beside_ours_for_each_objective(tmp_path):
+    out = str(tmp_path / "bench.json")
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--batch_size", "4", "--seq_len", "16", "--steps", "2",
+         "--warmup_steps", "1", "--threads", "1", "--objective", "minilm",
+         "--compare_objective", "minilmv2", "--padding_fraction", "0.2",
+         "--reference_python", TORCH_PYTHON, "--output_json", out],
+        capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES=""))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.load(open(out))
+    rows = {r["objective"]: r for r in report["reference"]}
+    assert set(rows) == {"minilm", "minilmv2"}
+    result = report["results"][0]
+    assert rows["minilm"]["tokens_per_s"] == result["step"]["tokens_per_s"]
+    assert rows["minilmv2"]["tokens_per_s"] == result["compared"]["tokens_per_s"]
+    for objective, row in rows.items():
+        assert "B=4 T=16" in row["reference"]
+        assert row["ratio"] == pytest.approx(row["tokens_per_s"] / row["reference_tokens_per_s"])
+        assert f"{objective}: {row['tokens_per_s']:.0f} tokens/s" in proc.stdout
+    assert "version=v2" in rows["minilmv2"]["reference"] and "lean" in rows["minilmv2"]["reference"]

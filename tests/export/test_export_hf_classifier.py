@@ -114,3 +114,78 @@ def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
     assert report["same_predicted_label"] == len(hf.PARITY_TEXTS)
     assert report["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
     print(json.dumps({k: report[k] for k in ("logits_max_abs_diff", "logits_max_abs")}))
+
+
+# RoBERTa, XLM-R and DistilBERT: their keras-hub text classifiers.
+ARCHITECTURE_HEADS = {
+    "roberta": ("RobertaForSequenceClassification", "roberta.", np.tanh,
+                ("classifier.dense", "classifier.out_proj")),
+    "xlm_roberta": ("XLMRobertaForSequenceClassification", "roberta.", np.tanh,
+                    ("classifier.dense", "classifier.out_proj")),
+    "distil_bert": ("DistilBertForSequenceClassification", "distilbert.",
+                    lambda x: np.maximum(x, 0.0), ("pre_classifier", "classifier")),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ARCHITECTURE_HEADS))
+def architecture_run(request, tmp_path_factory):
+    root = tmp_path_factory.mktemp(f"clf_{request.param}")
+    run = export_fixtures.make_architecture_finetune_workdir(str(root / "run"), request.param,
+                                                             labels=LABELS)
+    return request.param, run
+
+
+def test_architecture_heads_computed_from_the_export_give_the_keras_logits(architecture_run,
+                                                                          tmp_path):
+    """Each head, computed in numpy from the exported weights on the Keras
+    first-token state (the Hugging Face head's inference computation), equals
+    the Keras logits; the encoder sits under the base model's prefix."""
+    name, run = architecture_run
+    architecture, prefix, activation, (dense, out) = ARCHITECTURE_HEADS[name]
+    ref = hf_classifier.classifier_parity_reference(run, str(tmp_path / "ref.npz"))
+    out_dir = str(tmp_path / "hf")
+    summary = hf_classifier.export_hf_classifier(run, out_dir)
+    config = json.load(open(os.path.join(out_dir, "config.json")))
+    assert config["architectures"] == [architecture]
+    assert config["id2label"] == {"0": "negative", "1": "neutral", "2": "positive"}
+    w = load_file(os.path.join(out_dir, "model.safetensors"))
+    head_keys = {f"{m}.{p}" for m in (dense, out) for p in ("weight", "bias")}
+    assert head_keys <= set(w) and all(k.startswith(prefix) for k in set(w) - head_keys)
+    model, _, _ = load_finetuned(run)
+    assert summary["parameters"] == model.count_params()
+    assert not any(".pooler." in k for k in w) or name == "bert"
+    features = {"token_ids": ref["token_ids"], "padding_mask": ref["padding_mask"]}
+    first = np.asarray(model.backbone(features)["sequence_output"]
+                       if isinstance(model.backbone(features), dict)
+                       else model.backbone(features))[:, 0]
+    hidden = activation(first @ w[f"{dense}.weight"].T + w[f"{dense}.bias"])
+    logits = hidden @ w[f"{out}.weight"].T + w[f"{out}.bias"]
+    np.testing.assert_allclose(logits, ref["logits"], atol=1e-5)
+    # Not a check on near-zero or constant logits.
+    assert np.abs(ref["logits"]).max() > 0.5 and ref["logits"].std(axis=0).min() > 1e-4
+    card = open(os.path.join(out_dir, "README.md")).read()
+    assert architecture in card
+
+
+def test_an_electra_classifier_is_refused(tmp_path):
+    run = export_fixtures.make_architecture_finetune_workdir(str(tmp_path / "run"), "electra")
+    with pytest.raises(hf.ExportError, match="ElectraForSequenceClassification"):
+        hf_classifier.export_hf_classifier(run, str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+
+
+@needs_torch_env
+def test_transformers_gives_the_keras_logits_for_each_architecture(architecture_run, tmp_path):
+    name, run = architecture_run
+    out, ref = str(tmp_path / "hf"), str(tmp_path / "ref.npz")
+    proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"),
+                           "--finetuned", run, "--output_dir", out, "--reference", ref],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc, report = check_parity(out, ref)
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    assert report["hf_classes"]["model"] == ARCHITECTURE_HEADS[name][0]
+    assert report["logits_max_abs_diff"] <= 1e-5, report
+    assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)
+    print(json.dumps({name: {k: report[k] for k in ("logits_max_abs_diff",
+                                                     "logits_max_abs")}}))

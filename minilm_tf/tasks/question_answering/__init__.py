@@ -1,15 +1,18 @@
-"""Extractive question answering (SQuAD v1.1 / v2.0).
+"""Extractive question answering (SQuAD v1.1 / v2.0, MLQA).
 
 The pipeline, one module per step:
 
 1. `examples`: read SQuAD-format JSON or TFDS into `SquadExample`s;
    `data`: a run's splits (held-out validation, subsampling) and options.
-2. `tokenizer`: `OffsetWordPieceTokenizer`, keras-hub's WordPiece ids plus
-   each token's character span; `features.prepare_squad`: sliding windows
-   of question + context with start/end labels.
+   `mlqa`: MLQA's seven languages (TFDS or the release files).
+2. `tokenizer`: `OffsetWordPieceTokenizer` / `OffsetSentencePieceTokenizer`,
+   keras-hub's WordPiece / XLM-R ids plus each token's character span;
+   `features.prepare_squad`: sliding windows of question + context with
+   start/end labels.
 3. `model`: the span head over any backbone's sequence output, its loss.
 4. `postprocess`: logits of all windows -> one answer per question;
-   `metrics`: the official EM / F1; `evaluation`: both for a model.
+   `metrics`: the official SQuAD EM / F1; `mlqa_metrics`: MLQA's, per
+   language; `evaluation`: decoding and scoring for a model.
 5. `finetuned`: the saved run (model, qa_config.json, vocabulary) and loading it.
 """
 
@@ -57,7 +60,9 @@ from minilm_tf.tasks.question_answering.model import (
     qa_loss,
 )
 from minilm_tf.tasks.question_answering.postprocess import postprocess
+from minilm_tf.tasks.question_answering.mlqa_metrics import MLQA_LANGUAGES, mlqa_evaluate
 from minilm_tf.tasks.question_answering.tokenizer import (
+    OffsetSentencePieceTokenizer,
     OffsetWordPieceTokenizer,
     get_offset_tokenizer,
 )
