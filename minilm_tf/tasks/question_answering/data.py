@@ -189,38 +189,10 @@ def load_qa_data(config, options: Optional[QAOptions] = None) -> QAData:
     tfds_kwargs = dict(data_dir=getattr(config, "tfds_data_dir", None),
                        download=getattr(config, "tfds_download", True))
     if mlqa.is_mlqa(config.task):
-        mlqa_options = mlqa.parse_options(getattr(config, "extra", None))
-        train_language = mlqa_options["train_language"]
         version_2 = False
-        if config.train_file:
-            train = squad_examples.read_squad_json(_read_json(config.train_file),
-                                                   is_training=True,
-                                                   on_mismatch=options.on_mismatch,
-                                                   version_2=False)
-            train_source = config.train_file
-        else:
-            train = squad_examples.load_squad_tfds(_TFDS_V1, "train", is_training=True,
-                                                   on_mismatch=options.on_mismatch,
-                                                   **tfds_kwargs)
-            train_source = f"tfds:{_TFDS_V1}"
-        if config.validation_file:
-            validation = squad_examples.read_squad_json(_read_json(config.validation_file),
-                                                        is_training=False, version_2=False)
-            validation_source = config.validation_file
-        else:
-            validation, validation_source = mlqa.load_split(
-                mlqa_options, "validation", train_language, _read_json, **tfds_kwargs)
-        test_by_language, test_sources = mlqa.load_test_by_language(
-            mlqa_options, _read_json, **tfds_kwargs)
-        if train_language in test_by_language:
-            test = test_by_language[train_language]
-        else:
-            test, _ = mlqa.load_split(mlqa_options, "test", train_language, _read_json,
-                                      **tfds_kwargs)
-        source = (f"mlqa (train {train_source}, validation {validation_source}, test "
-                  + ", ".join(f"{k}: {v}" for k, v in test_sources.items()) + ")")
-        notes.append(f"zero-shot cross-lingual: trained on {train_source} "
-                     f"({train_language}), tested in {', '.join(test_by_language)}.")
+        train, validation, test, test_by_language, train_language, source, mlqa_notes = (
+            mlqa.load_mlqa(config, options.on_mismatch, _read_json, **tfds_kwargs))
+        notes += mlqa_notes
     elif use_files:
         if not config.train_file:
             raise ValueError("QA from local files needs `train_file` (SQuAD JSON).")

@@ -24,6 +24,7 @@ from minilm_tf.tasks.question_answering import examples as squad_examples
 from minilm_tf.tasks.question_answering.mlqa_metrics import MLQA_LANGUAGES
 
 TASK_NAME = "mlqa"
+SQUAD_V1 = "squad/v1.1"  # the English training set of the cross-lingual transfer setting
 # --task_option keys (`FinetuneConfig.extra`) of the MLQA task and their defaults.
 OPTIONS = {"train_language": "en", "languages": ",".join(MLQA_LANGUAGES), "mlqa_dir": None}
 
@@ -89,3 +90,39 @@ def load_test_by_language(options: dict, read_json, **kwargs
         examples, source = load_split(options, "test", language, read_json, **kwargs)
         tests[language], sources[language] = list(examples), source
     return tests, sources
+
+
+def load_mlqa(config, on_mismatch: str, read_json, data_dir: Optional[str] = None,
+              download: bool = True):
+    """(train, validation, test, test_by_language, train_language, source,
+    notes) of an MLQA run: SQuAD v1.1 (`config.train_file` or TFDS) to train,
+    MLQA dev in `train_language` (or `config.validation_file`) to validate,
+    MLQA test in every language of the task options."""
+    options = parse_options(getattr(config, "extra", None))
+    train_language = options["train_language"]
+    tfds = dict(data_dir=data_dir, download=download)
+    if config.train_file:
+        train = squad_examples.read_squad_json(read_json(config.train_file), is_training=True,
+                                               on_mismatch=on_mismatch, version_2=False)
+        train_source = config.train_file
+    else:
+        train = squad_examples.load_squad_tfds(SQUAD_V1, "train", is_training=True,
+                                               on_mismatch=on_mismatch, **tfds)
+        train_source = f"tfds:{SQUAD_V1}"
+    if config.validation_file:
+        validation = squad_examples.read_squad_json(read_json(config.validation_file),
+                                                    is_training=False, version_2=False)
+        validation_source = config.validation_file
+    else:
+        validation, validation_source = load_split(options, "validation", train_language,
+                                                   read_json, **tfds)
+    test_by_language, test_sources = load_test_by_language(options, read_json, **tfds)
+    if train_language in test_by_language:
+        test = test_by_language[train_language]
+    else:
+        test, _ = load_split(options, "test", train_language, read_json, **tfds)
+    source = (f"mlqa (train {train_source}, validation {validation_source}, test "
+              + ", ".join(f"{k}: {v}" for k, v in test_sources.items()) + ")")
+    notes = [f"zero-shot cross-lingual: trained on {train_source} ({train_language}), "
+             f"tested in {', '.join(test_by_language)}."]
+    return train, validation, test, test_by_language, train_language, source, notes
