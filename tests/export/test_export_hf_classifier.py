@@ -99,15 +99,22 @@ def test_runs_without_a_bert_classifier_are_refused(tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
-@needs_torch_env
-def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
+def _export_and_check(tmp_path, run):
+    """tools/export_hf.py --finetuned, then tools/check_hf_parity.py in the
+    torch environment: its JSON report."""
     out, ref = str(tmp_path / "hf"), str(tmp_path / "ref.npz")
     proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"),
-                           "--finetuned", run_dir, "--output_dir", out, "--reference", ref],
+                           "--finetuned", run, "--output_dir", out, "--reference", ref],
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc, report = check_parity(out, ref)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    return report
+
+
+@needs_torch_env
+def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
+    report = _export_and_check(tmp_path, run_dir)
     assert report["hf_classes"]["model"] == "BertForSequenceClassification"
     assert report["logits_max_abs_diff"] <= 1e-5 and not report["tensorflow_imported"]
     assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)
@@ -177,13 +184,7 @@ def test_an_electra_classifier_is_refused(tmp_path):
 @needs_torch_env
 def test_transformers_gives_the_keras_logits_for_each_architecture(architecture_run, tmp_path):
     name, run = architecture_run
-    out, ref = str(tmp_path / "hf"), str(tmp_path / "ref.npz")
-    proc = subprocess.run([sys.executable, os.path.join(TOOLS_DIR, "export_hf.py"),
-                           "--finetuned", run, "--output_dir", out, "--reference", ref],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    proc, report = check_parity(out, ref)
-    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    report = _export_and_check(tmp_path, run)
     assert report["hf_classes"]["model"] == ARCHITECTURE_HEADS[name][0]
     assert report["logits_max_abs_diff"] <= 1e-5, report
     assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)

@@ -74,10 +74,9 @@ def exact_match_score(prediction: str, ground_truth: str) -> int:
     return int(normalize_answer(prediction) == normalize_answer(ground_truth))
 
 
-def f1_score_v1(prediction: str, ground_truth: str) -> float:
-    """Official v1.1 token F1 (0 when there is no common token)."""
-    prediction_tokens = normalize_answer(prediction).split()
-    ground_truth_tokens = normalize_answer(ground_truth).split()
+def token_f1(prediction_tokens: list[str], ground_truth_tokens: list[str]) -> float:
+    """The v1.1 scripts' token F1 of two normalised token lists (0 when they
+    share no token)."""
     common = collections.Counter(prediction_tokens) & collections.Counter(
         ground_truth_tokens
     )
@@ -87,6 +86,11 @@ def f1_score_v1(prediction: str, ground_truth: str) -> float:
     precision = num_same / len(prediction_tokens)
     recall = num_same / len(ground_truth_tokens)
     return (2 * precision * recall) / (precision + recall)
+
+
+def f1_score_v1(prediction: str, ground_truth: str) -> float:
+    """Official v1.1 token F1 (0 when there is no common token)."""
+    return token_f1(normalize_answer(prediction).split(), normalize_answer(ground_truth).split())
 
 
 # ----------------------------------------------------------------- v2.0 script

@@ -19,7 +19,6 @@ counted (reported as ``missing``), as in the official script.
 
 from __future__ import annotations
 
-import collections
 import functools
 import re
 import string
@@ -27,7 +26,7 @@ import sys
 import unicodedata
 from typing import Any, Mapping
 
-from minilm_tf.tasks.question_answering.metrics import _iter_gold
+from minilm_tf.tasks.question_answering.metrics import _iter_gold, token_f1
 
 MLQA_LANGUAGES = ("ar", "de", "en", "es", "hi", "vi", "zh")
 _WHITESPACE_LANGUAGES = ("en", "es", "hi", "vi", "de", "ar")
@@ -84,15 +83,8 @@ def exact_match_score(prediction: str, ground_truth: str, language: str) -> int:
 
 
 def f1_score(prediction: str, ground_truth: str, language: str) -> float:
-    prediction_tokens = normalize_answer(prediction, language).split()
-    ground_truth_tokens = normalize_answer(ground_truth, language).split()
-    common = collections.Counter(prediction_tokens) & collections.Counter(ground_truth_tokens)
-    num_same = sum(common.values())
-    if num_same == 0:
-        return 0.0
-    precision = num_same / len(prediction_tokens)
-    recall = num_same / len(ground_truth_tokens)
-    return (2 * precision * recall) / (precision + recall)
+    return token_f1(normalize_answer(prediction, language).split(),
+                    normalize_answer(ground_truth, language).split())
 
 
 def mlqa_evaluate(dataset_examples: Any, predictions: Mapping[str, str],
