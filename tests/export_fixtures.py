@@ -189,14 +189,18 @@ def architecture_encoder(name: str, seed: int = 0, hidden: int = HIDDEN,
 
 
 def make_architecture_finetune_workdir(workdir: str, name: str, labels=LABELS,
-                                       head_scale: float = 3.0, seed: int = 0) -> str:
+                                       head_scale: float = 3.0, seed: int = 0,
+                                       generic_head: bool = False) -> str:
     """What tools/finetune.py leaves behind for a tiny untrained classifier on
-    `architecture_encoder(name)` (its keras-hub text classifier, or the
-    generic head where keras-hub has none)."""
+    `architecture_encoder(name)`: its text classifier, or with `generic_head`
+    the first-token head of backbones that have none (saved as model.keras)."""
     import numpy as np
 
+    from minilm_tf.tasks.classification.model import _PooledHead
+
     encoder = architecture_encoder(name, seed=seed, sentence=False)
-    model = build_task_model(encoder.backbone, len(labels))
+    model = (_PooledHead.build(encoder.backbone, len(labels), 0.1) if generic_head
+             else build_task_model(encoder.backbone, len(labels)))
     # Head weights of unit gain (keras-hub initialises them near zero), so
     # the logits vary from text to text and a wrong head shows.
     rng = np.random.default_rng(seed)

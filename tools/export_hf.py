@@ -25,14 +25,14 @@ for sentence encoders, the sentence-transformers files (modules.json,
 1_Pooling/, sentence_bert_config.json, 2_Normalize/,
 config_sentence_transformers.json); see minilm_tf/export/hf.py and
 docs/export.md; with --finetuned, config.json is a Bert-, Roberta-,
-XLMRoberta- or DistilBertForSequenceClassification with the run's labels as
+XLMRoberta-, DistilBert- or ElectraForSequenceClassification with the run's labels as
 id2label (see minilm_tf/export/hf_classifier.py). The directory is written under a temporary name and renamed
 into place when complete; an existing non-empty one is refused unless
 --overwrite. Prints a JSON summary. Exit status: 0 written, 1 bad input
 (one `error: ...` line: unknown model, an architecture without a Hugging
 Face mapping, a tokenizer of another architecture, vocabulary that does not
-match the embeddings, existing directory). Fine-tuned ELECTRA classifiers
-are refused (their head is not ElectraForSequenceClassification's).
+match the embeddings, existing directory, a fine-tuned model without a
+Hugging Face classifier head).
 """
 
 import json

@@ -9,10 +9,10 @@ encoder, whose head computes what the Hugging Face class does at inference:
 | `BertTextClassifier` | pooler (dense + tanh) on [CLS] -> dense | `BertForSequenceClassification` (`bert.pooler`, `classifier`) |
 | `RobertaTextClassifier`, `XLMRobertaTextClassifier` | `<s>` -> dense + tanh -> dense | `RobertaForSequenceClassification`, `XLMRobertaForSequenceClassification` (`classifier.dense`, `classifier.out_proj`) |
 | `DistilBertTextClassifier` | [CLS] -> dense + ReLU -> dense | `DistilBertForSequenceClassification` (`pre_classifier`, `classifier`) |
+| `ElectraTextClassifier` (this package's: keras-hub has none) | [CLS] -> dense + exact GELU -> dense | `ElectraForSequenceClassification` (`classifier.dense`, `classifier.out_proj`) |
 
-ELECTRA has no keras-hub text classifier; its fine-tuned head (pooler ->
-dense) is not `ElectraForSequenceClassification`'s (dense -> GELU -> dense),
-so such a run is refused. The export is the encoder's state dict under the
+A run whose model has none of these heads (a generic first-token head saved
+as `model.keras`) is refused. The export is the encoder's state dict under the
 base model's prefix, the head's dense layers, and a config with `num_labels`,
 `id2label` / `label2id` (the run's label vocabulary) and `problem_type`
 (`single_label_classification`, or `regression` for one output).
@@ -55,6 +55,7 @@ HEADS = {
                                  _ROBERTA_HEAD),
     "DistilBertTextClassifier": ("DistilBertForSequenceClassification", "distilbert.",
                                  {"pooled_dense": "pre_classifier", "logits": "classifier"}),
+    "ElectraTextClassifier": ("ElectraForSequenceClassification", "electra.", _ROBERTA_HEAD),
 }
 
 
@@ -83,8 +84,8 @@ def load_classifier(finetuned: str):
             f"{finetuned} holds a {type(model).__name__} (on a "
             f"{type(getattr(model, 'backbone', None)).__name__}); only the keras-hub text "
             f"classifiers {', '.join(sorted(HEADS))} have a Hugging Face "
-            "*ForSequenceClassification equivalent here (ELECTRA's fine-tuned head differs "
-            "from ElectraForSequenceClassification's).")
+            "*ForSequenceClassification equivalent; fine-tune with tools/finetune.py on one "
+            "of their backbones.")
     meta = {}
     if os.path.exists(os.path.join(model_dir, "minilm_tf.json")):
         with open(os.path.join(model_dir, "minilm_tf.json"), encoding="utf-8") as f:

@@ -14,6 +14,8 @@ import keras_hub
 
 from minilm_tf.models.encoders import set_feedforward_activation
 from minilm_tf.tasks.classification import data as classification_data
+# Registers this package's own text classifiers (ELECTRA's), so their presets load.
+from minilm_tf.tasks.classification import electra as _electra  # noqa: F401
 from minilm_tf.tasks.classification.registry import load_capped_task
 from minilm_tf.utils import fileio
 

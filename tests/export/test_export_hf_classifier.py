@@ -4,6 +4,7 @@ weights against the Keras layers, refusals; logits in the real transformers
 library when .venv-torch exists (tools/make_torch_env.sh)."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -123,7 +124,7 @@ def test_transformers_gives_the_keras_logits(run_dir, tmp_path):
     print(json.dumps({k: report[k] for k in ("logits_max_abs_diff", "logits_max_abs")}))
 
 
-# RoBERTa, XLM-R and DistilBERT: their keras-hub text classifiers.
+# RoBERTa, XLM-R and DistilBERT: their keras-hub text classifiers; ELECTRA: ours.
 ARCHITECTURE_HEADS = {
     "roberta": ("RobertaForSequenceClassification", "roberta.", np.tanh,
                 ("classifier.dense", "classifier.out_proj")),
@@ -131,6 +132,10 @@ ARCHITECTURE_HEADS = {
                     ("classifier.dense", "classifier.out_proj")),
     "distil_bert": ("DistilBertForSequenceClassification", "distilbert.",
                     lambda x: np.maximum(x, 0.0), ("pre_classifier", "classifier")),
+    # ELECTRA: this package's ElectraTextClassifier, exact (erf) GELU as in Hugging Face.
+    "electra": ("ElectraForSequenceClassification", "electra.",
+                lambda x: 0.5 * x * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0))),
+                ("classifier.dense", "classifier.out_proj")),
 }
 
 
@@ -162,6 +167,8 @@ def test_architecture_heads_computed_from_the_export_give_the_keras_logits(archi
     assert summary["parameters"] == model.count_params()
     assert not any(".pooler." in k for k in w) or name == "bert"
     features = {"token_ids": ref["token_ids"], "padding_mask": ref["padding_mask"]}
+    if "segment_ids" in model.backbone.input:  # one-text inputs: segment 0
+        features["segment_ids"] = np.zeros_like(ref["token_ids"])
     first = np.asarray(model.backbone(features)["sequence_output"]
                        if isinstance(model.backbone(features), dict)
                        else model.backbone(features))[:, 0]
@@ -174,9 +181,11 @@ def test_architecture_heads_computed_from_the_export_give_the_keras_logits(archi
     assert architecture in card
 
 
-def test_an_electra_classifier_is_refused(tmp_path):
-    run = export_fixtures.make_architecture_finetune_workdir(str(tmp_path / "run"), "electra")
-    with pytest.raises(hf.ExportError, match="ElectraForSequenceClassification"):
+def test_a_generic_head_is_refused(tmp_path):
+    run = export_fixtures.make_architecture_finetune_workdir(str(tmp_path / "run"), "electra",
+                                                             generic_head=True)
+    assert os.path.exists(tmp_path / "run" / "model.keras")
+    with pytest.raises(hf.ExportError, match="ForSequenceClassification equivalent"):
         hf_classifier.export_hf_classifier(run, str(tmp_path / "out"))
     assert not os.path.exists(tmp_path / "out")
 

@@ -146,6 +146,48 @@ def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
+def test_tiny_electra_learns_with_its_hugging_face_head_and_reloads(tmp_path, toy_files):
+    """ELECTRA (no keras-hub classifier): `ElectraTextClassifier` trains,
+    leaves its backbone's unused pooler untouched, saves as a preset and
+    reloads with the same predictions."""
+    from minilm_tf.models.encoders import LoadedEncoder
+
+    keras.utils.set_random_seed(0)
+    tokenizer = keras_hub.models.ElectraTokenizer(vocabulary=vocab_path(), lowercase=True)
+    backbone = keras_hub.models.ElectraBackbone(
+        vocab_size=tokenizer.vocabulary_size(), num_layers=1, num_heads=2, hidden_dim=32,
+        intermediate_dim=64, embedding_dim=32, max_sequence_length=64)
+    encoder = LoadedEncoder(backbone, tokenizer, "tiny-random-electra", "gelu")
+    pooler_before = [np.array(w) for w in encoder.backbone.get_layer("pooled_dense").weights]
+    cfg = FinetuneConfig(
+        model="tiny-random-electra", task="toy", workdir=str(tmp_path / "run"),
+        train_file=toy_files["train"], validation_file=toy_files["dev"],
+        test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
+        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
+        eval_batch_size=40)
+    report = run_finetune(cfg, encoder=encoder)
+    model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
+    assert type(model).__name__ == "ElectraTextClassifier"
+    train_metrics, _ = evaluate_split(model, data.train, preprocessor, 40, data.kind,
+                                      ("accuracy",))
+    assert train_metrics["accuracy"] >= 0.85, report["history"]
+    for before, after in zip(pooler_before, model.backbone.get_layer("pooled_dense").weights):
+        np.testing.assert_array_equal(before, np.asarray(after))
+    on_disk = json.loads((tmp_path / "run" / "report.json").read_text())
+    assert on_disk["saved_model"]["format"] == "keras_hub_preset"
+    hidden = encoder.backbone.hidden_dim
+    assert on_disk["parameters"]["head"] == hidden * hidden + hidden + hidden * 2 + 2
+    loaded, _, _ = load_finetuned(str(tmp_path / "run"))
+    assert type(loaded).__name__ == "ElectraTextClassifier"
+    sample = data.test.take(range(8))
+    expected = predict_outputs(model, sample, preprocessor, 40)
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(sample.texts)), expected,
+                               atol=1e-4)
+    # A plain keras-hub load (minilm_tf imported) gives the same class.
+    plain = keras_hub.models.TextClassifier.from_preset(str(tmp_path / "run" / "model"))
+    assert type(plain).__name__ == "ElectraTextClassifier"
+
+
 def test_compare_table_and_chart(tmp_path):
     from minilm_tf.tasks import comparison as cmp
 

@@ -1,9 +1,10 @@
 """The classification / regression model for any encoder backbone.
 
 * `build_task_model(backbone, num_outputs)`: keras-hub `TextClassifier` for
-  the backbone (e.g. `BertTextClassifier`: pooled [CLS] -> dropout -> dense),
-  without a preprocessor, so tokenisation happens in `tf.data`; a first-token
-  head for backbones keras-hub has no task for. Regression: one output, MSE.
+  the backbone (e.g. `BertTextClassifier`: pooled [CLS] -> dropout -> dense;
+  ELECTRA: this package's `ElectraTextClassifier`), without a preprocessor,
+  so tokenisation happens in `tf.data`; a first-token head for backbones
+  with no text classifier. Regression: one output, MSE.
 * `build_preprocessor(tokenizer, sequence_length)`: the keras-hub
   `TextClassifierPreprocessor` (pairs: `(text, text_pair)` tuples).
 * `compile_task_model`: loss and metric for the task kind.
@@ -15,6 +16,10 @@ import keras
 import keras_hub
 
 from minilm_tf.tasks.classification import data as classification_data
+from minilm_tf.tasks.classification.electra import ElectraTextClassifier
+
+# Text classifiers this package adds for backbones keras-hub has none for.
+OWN_TASKS = (ElectraTextClassifier,)
 
 logger = logging.getLogger(__name__)
 
@@ -22,14 +27,17 @@ DEFAULT_SEQUENCE_LENGTH = 128
 
 
 def _keras_hub_task_class(backbone):
-    """The keras-hub `TextClassifier` subclass made for this backbone class."""
+    """The keras-hub `TextClassifier` subclass made for this backbone class
+    (keras-hub's own first, then `OWN_TASKS`)."""
     candidates = []
     for name in dir(keras_hub.models):
         obj = getattr(keras_hub.models, name)
         if (isinstance(obj, type) and issubclass(obj, keras_hub.models.TextClassifier)
                 and getattr(obj, "backbone_cls", None) is type(backbone)):
             candidates.append((not name.endswith("TextClassifier"), name, obj))
-    return sorted(candidates)[0][2] if candidates else None
+    if candidates:
+        return sorted(candidates)[0][2]
+    return next((cls for cls in OWN_TASKS if cls.backbone_cls is type(backbone)), None)
 
 class _PooledHead:
     """Fallback head for backbones without a keras-hub TextClassifier: first
