@@ -51,6 +51,13 @@ flags.DEFINE_enum("jit_compile", None, ["auto", "true", "false"],
 flags.DEFINE_enum("fast_paths", None, ["auto", "true", "false"],
                   "Trace the steps with minilm_tf.layers.fast_paths; auto (default): only "
                   "steps that are not XLA-compiled.")
+flags.DEFINE_string("teacher_run", None, "Task-stage distillation: the workdir of a "
+                    "fine-tuning run of a teacher on the same task; the student learns its "
+                    "logits besides the labels (classification, regression).")
+flags.DEFINE_float("kd_alpha", None, "With --teacher_run: weight of the teacher term, "
+                   "0..1 (default 0.5).")
+flags.DEFINE_float("kd_temperature", None, "With --teacher_run: softmax temperature of "
+                   "the teacher term (default 2).")
 flags.DEFINE_multi_string("task_option", [], "KEY=VALUE task-specific options (passed to "
                           "the task, e.g. QA's doc_stride=128); values parsed as JSON "
                           "when possible.")

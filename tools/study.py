@@ -12,7 +12,10 @@ Each row (OBJECTIVE/INIT) distils a student from the recipe (--config, with
 every student are then fine-tuned on every task once per seed with the same
 settings. Writes <workdir>/study.md, study.json and study.png (retention with
 seed-std error bars); with --budgets, the --curve_row row is also distilled
-at each budget: curve.json and curve.png (retention vs tokens).
+at each budget: curve.json and curve.png (retention vs tokens). With
+--kd_alpha, each student's fine-tune also learns the logits of the teacher's
+fine-tune of the same task and seed (task-stage distillation; the teacher's
+fine-tuned models are then kept).
 
 A task is a name tools/finetune.py knows (rotten_tomatoes, bbc_news, ...) or
 NAME=DIR with DIR/train.jsonl (and validation/test; .csv/.tsv too).
@@ -51,6 +54,10 @@ flags.DEFINE_integer("sequence_length", None, "Fine-tuning sequence length (defa
 flags.DEFINE_integer("max_train_examples", None, "Fine-tuning train cap per task, seeded "
                      "(default 2,000).")
 flags.DEFINE_float("learning_rate", None, "Fine-tuning peak learning rate (default 1e-4).")
+flags.DEFINE_float("kd_alpha", 0.0, "> 0: fine-tune every student with task-stage "
+                   "distillation from the teacher's fine-tune of the same task and seed, "
+                   "this weight on the teacher's logits (0: labels only).")
+flags.DEFINE_float("kd_temperature", 2.0, "The teacher term's temperature (with --kd_alpha).")
 
 
 def _config() -> StudyConfig:
@@ -66,6 +73,8 @@ def _config() -> StudyConfig:
             {k: quick[k] for k in FINETUNE_KEYS}, {k: k for k in FINETUNE_KEYS}),
         budgets=[int(b) for b in FLAGS.budgets],
         curve_row=parse_rows([FLAGS.curve_row])[0] if FLAGS.curve_row else None,
+        kd_alpha=FLAGS.kd_alpha,
+        kd_temperature=FLAGS.kd_temperature,
     )
 
 

@@ -62,6 +62,12 @@ class FinetuneConfig:
     # Trace the steps with minilm_tf.layers.fast_paths; None: only steps that
     # are not XLA-compiled (inside XLA they cost time, docs/performance.md).
     fast_paths: Optional[bool] = None
+    # Task-stage distillation (classification / regression): a fine-tuning run
+    # of a teacher on the same task (its workdir) whose logits the student
+    # learns besides the labels (minilm_tf.losses.logits); None: labels only.
+    teacher_run: Optional[str] = None
+    kd_alpha: float = 0.5  # weight of the teacher term (0: labels only, 1: teacher only)
+    kd_temperature: float = 2.0
     extra: Dict[str, Any] = dataclasses.field(default_factory=dict)  # task-specific
 
     def resolved_sequence_length(self) -> int:
@@ -84,6 +90,10 @@ class FinetuneConfig:
             raise ValueError("max_eval_examples must be >= 1.")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}.")
+        if not 0.0 <= self.kd_alpha <= 1.0:
+            raise ValueError(f"kd_alpha must be in [0, 1], got {self.kd_alpha}.")
+        if not self.kd_temperature > 0:
+            raise ValueError(f"kd_temperature must be > 0, got {self.kd_temperature}.")
 
 def task_kind(task: str, kind: Optional[str] = None) -> str:
     """classification / regression / qa for a task name (+ optional override)."""

@@ -39,6 +39,7 @@ from minilm_tf.tasks.classification.model import (
     build_task_model,
     compile_task_model,
 )
+from minilm_tf.tasks.classification.teacher import teacher_targets
 from minilm_tf.tasks.classification.xnli import cross_lingual_summary
 from minilm_tf.tasks.latency import measure_latency
 from minilm_tf.training import qa_finetuning, resume
@@ -84,6 +85,9 @@ def run_finetune(config: FinetuneConfig, encoder: Optional[LoadedEncoder] = None
     keras.mixed_precision.set_global_policy(config.precision)
     t_start = time.perf_counter()
     kind = task_kind(config.task, config.task_kind)
+    if config.teacher_run and kind == classification_data.QA:
+        raise ValueError("teacher_run (task-stage distillation) applies to classification "
+                         "and regression tasks, not QA; drop it for this task.")
     with hold_for_worker(config.workdir, strategy) as (held, checkpoint_dir):
         clear_previous_run(held.root, config.overwrite)
         set_random_seed(config.seed, getattr(encoder, "tokenizer", None))
@@ -134,6 +138,7 @@ class _Task:
     model: keras.Model
     preprocessor: Any
     data: classification_data.TaskData
+    train: classification_data.Split  # with task-stage distillation: [label, teacher logits]
     validation: Any
     test: Any
     kind: str
@@ -145,17 +150,19 @@ class _Task:
                               getattr(self, split))
 
 
-def _build(config, encoder, data, strategy, total_steps) -> _Task:
+def _build(config, encoder, data, strategy, total_steps, train) -> _Task:
     jit_compile = resolve_jit_compile(config.jit_compile)
+    distillation = ({"alpha": config.kd_alpha, "temperature": config.kd_temperature}
+                    if config.teacher_run else None)
     with strategy.scope():
         model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
         optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                    config.weight_decay, config.clipnorm)
-        compile_task_model(model, data.kind, optimizer, jit_compile)
+        compile_task_model(model, data.kind, optimizer, jit_compile, distillation)
         model.optimizer.build(model.trainable_variables)  # slots exist before a restore
     preprocessor = build_preprocessor(encoder.tokenizer, config.resolved_sequence_length(),
                                       task_model=model)
-    return _Task(model, preprocessor, data,
+    return _Task(model, preprocessor, data, train,
                  make_eval_dataset(data.validation, preprocessor, config.eval_batch_size),
                  make_eval_dataset(data.test, preprocessor, config.eval_batch_size), data.kind,
                  jit_compile)
@@ -169,7 +176,7 @@ def _fit(config, task: _Task, steps_per_epoch, checkpoint_dir, log):
     def epoch_dataset(epoch, first_batch):
         order = resume.epoch_order(len(task.data.train), config.seed, epoch)
         order = order[first_batch * config.batch_size:]
-        return (make_dataset(task.data.train.take(order), task.preprocessor, config.batch_size),
+        return (make_dataset(task.train.take(order), task.preprocessor, config.batch_size),
                 len(order))
 
     fit = resume.fit_resumable(task.model, epoch_dataset, epochs=config.epochs,
@@ -213,7 +220,14 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
     steps_per_epoch = math.ceil(len(data.train) / config.batch_size)
     total_steps = steps_per_epoch * config.epochs
     backbone_params = count_params(encoder.backbone)
-    task = _build(config, encoder, data, strategy, total_steps)
+    train, distillation = data.train, None
+    if config.teacher_run:
+        train, distillation = teacher_targets(config.teacher_run, data, config.eval_batch_size)
+        distillation.update(alpha=config.kd_alpha, temperature=config.kd_temperature)
+        log(f"task-stage distillation from {config.teacher_run} (alpha {config.kd_alpha}, "
+            f"temperature {config.kd_temperature}; teacher on the train split: "
+            f"{distillation['teacher_on_train']})")
+    task = _build(config, encoder, data, strategy, total_steps, train)
     fit, callback = _fit(config, task, steps_per_epoch, checkpoint_dir, log)
     train_seconds = max(fit.fit_seconds - callback.eval_seconds, 1e-9)
     val_metrics, val_eps = task.evaluate("validation", config.eval_batch_size)
@@ -252,6 +266,7 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
         "latency_ms_per_example": latency["ms_per_example"] if latency else None,
         "latency": latency,
         "saved_model": saved,
+        **({"task_distillation": distillation} if distillation else {}),
         "_settings": {"sequence_length": config.resolved_sequence_length(),
                       "total_steps": total_steps,
                       "warmup_steps": int(round(total_steps * config.warmup_ratio))},

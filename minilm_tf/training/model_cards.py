@@ -148,6 +148,13 @@ def finetune_card(report: Dict[str, Any], directory_name: str = "model") -> str:
     ]
     if labels:
         lines += [f"- labels (in the order of the outputs): {', '.join(map(str, labels))}"]
+    kd = report.get("task_distillation")
+    if kd:
+        lines += [f"- task-stage distillation: the logits of the fine-tuned teacher "
+                  f"`{_name(kd.get('teacher_model') or kd.get('teacher_run'))}` "
+                  f"({kd.get('teacher_class')}) besides the "
+                  f"labels, weight {_fmt(kd.get('alpha'))}, temperature "
+                  f"{_fmt(kd.get('temperature'))}"]
     lines += ["", "## Usage", "", "```python"]
     if kind == "seq2seq":
         lines += ["from minilm_tf.training.seq2seq import load_generation_model",
@@ -159,9 +166,9 @@ def finetune_card(report: Dict[str, Any], directory_name: str = "model") -> str:
     else:
         lines += ["from minilm_tf.tasks.finetuned import load_finetuned", "",
                   'model, preprocessor, labels = load_finetuned("RUN_DIR")', "```", "",
-                  "A BERT classifier or regressor goes to transformers as "
-                  "`BertForSequenceClassification` with `tools/export_hf.py --finetuned "
-                  "RUN_DIR --output_dir DIR`.", ""]
+                  "A BERT, RoBERTa, XLM-R, DistilBERT or ELECTRA classifier or regressor "
+                  "goes to transformers as its `*ForSequenceClassification` with "
+                  "`tools/export_hf.py --finetuned RUN_DIR --output_dir DIR`.", ""]
     return "\n".join(lines)
 
 

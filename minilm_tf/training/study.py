@@ -138,6 +138,11 @@ class StudyConfig:
             (e.g. epochs, sequence_length, max_train_examples).
         budgets: distillation steps of the curve (with `curve_row`).
         curve_row: the row distilled at every budget.
+        kd_alpha: > 0: every student is fine-tuned with task-stage
+            distillation from the teacher's fine-tune of the same task and
+            seed (`FinetuneConfig.teacher_run`), this weight on the teacher
+            term; 0: labels only.
+        kd_temperature: the teacher term's temperature (with `kd_alpha`).
     """
 
     distill: Mapping
@@ -148,6 +153,8 @@ class StudyConfig:
     finetune: dict = dataclasses.field(default_factory=dict)
     budgets: list[int] = dataclasses.field(default_factory=list)
     curve_row: Row | None = None
+    kd_alpha: float = 0.0
+    kd_temperature: float = 2.0
 
     def validate(self) -> None:
         if not self.rows or not self.tasks or not self.seeds:
@@ -157,8 +164,14 @@ class StudyConfig:
         if self.budgets and self.curve_row is None:
             raise ValueError("budgets need a curve_row (the row distilled at each budget).")
         unknown = set(self.finetune) - {f.name for f in dataclasses.fields(FinetuneConfig)}
-        if unknown or {"model", "task", "workdir", "seed"} & set(self.finetune):
-            raise ValueError(f"finetune settings: unknown or reserved keys {sorted(unknown)}.")
+        reserved = {"model", "task", "workdir", "seed", "teacher_run", "kd_alpha",
+                    "kd_temperature"} & set(self.finetune)
+        if unknown or reserved:
+            raise ValueError(f"finetune settings: unknown or reserved keys "
+                             f"{sorted(unknown | reserved)} (task-stage distillation: "
+                             "kd_alpha, kd_temperature).")
+        if not 0.0 <= self.kd_alpha <= 1.0 or not self.kd_temperature > 0:
+            raise ValueError("kd_alpha must be in [0, 1] and kd_temperature > 0.")
 
     def identity(self) -> dict:
         """The settings a resumed study must share with the saved one."""
@@ -168,8 +181,12 @@ class StudyConfig:
         distill.pop("objective")
         distill["student"].pop("init")
         distill["train"].pop("steps")
-        return {"distill": distill, "steps": self.steps,
-                "finetune": dict(sorted(self.finetune.items()))}
+        identity = {"distill": distill, "steps": self.steps,
+                    "finetune": dict(sorted(self.finetune.items()))}
+        if self.kd_alpha:
+            identity["task_distillation"] = {"kd_alpha": self.kd_alpha,
+                                             "kd_temperature": self.kd_temperature}
+        return identity
 
 
 def _row_config(config: StudyConfig, row: Row):
@@ -194,7 +211,8 @@ def _check_identity(workdir: str, config: StudyConfig) -> None:
         for (section, key), value in _ADDED_SETTINGS.items():
             saved.get("distill", {}).get(section, {}).setdefault(key, value)
         if saved != identity:
-            changed = sorted(k for k in identity if saved.get(k) != identity[k])
+            changed = sorted(k for k in set(identity) | set(saved)
+                             if saved.get(k) != identity.get(k))
             raise ValueError(
                 f"The work directory holds a study with other settings ({', '.join(changed)}); "
                 "use a new workdir or the original settings (rows, tasks and seeds may change)."
@@ -254,9 +272,13 @@ class Study:
         self.distilled[row] = report
         return report
 
-    def _finetune(self, model: Row | str, task: Task, seed: int) -> dict:
+    def _finetune_dir(self, model: Row | str, task: Task, seed: int) -> str:
         slug = TEACHER if model == TEACHER else model.slug
-        directory = os.path.join(self.workdir, "finetune", task.name, slug, f"seed{seed}")
+        return os.path.join(self.workdir, "finetune", task.name, slug, f"seed{seed}")
+
+    def _finetune(self, model: Row | str, task: Task, seed: int) -> dict:
+        directory = self._finetune_dir(model, task, seed)
+        slug = TEACHER if model == TEACHER else model.slug
         report_path = os.path.join(directory, REPORT_FILE)
         fresh = not os.path.exists(report_path)
         if not fresh:
@@ -269,6 +291,13 @@ class Study:
             settings = dict(latency_examples=0, save_model=False)
             settings.update(self.config.finetune)
             settings.update(task.files())
+            if self.config.kd_alpha:
+                if model == TEACHER:
+                    settings["save_model"] = True  # the students' teacher_run
+                else:
+                    settings.update(teacher_run=self._finetune_dir(TEACHER, task, seed),
+                                    kd_alpha=self.config.kd_alpha,
+                                    kd_temperature=self.config.kd_temperature)
             report = run_finetune(FinetuneConfig(model=spec, task=task.name, workdir=directory,
                                                  seed=seed, **settings), log_fn=self.log)
             report = {k: v for k, v in report.items() if not k.startswith("_")}

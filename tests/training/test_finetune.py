@@ -188,6 +188,66 @@ def test_tiny_electra_learns_with_its_hugging_face_head_and_reloads(tmp_path, to
     assert type(plain).__name__ == "ElectraTextClassifier"
 
 
+def test_task_stage_distillation_follows_the_teacher(tmp_path, toy_files, tiny_encoder):
+    """With kd_alpha=1 the student learns a fine-tuned teacher's logits, not
+    the labels: a random teacher that disagrees with the labels half the time
+    is what the student ends up agreeing with."""
+    import export_fixtures
+    from minilm_tf.tasks.classification.registry import load_capped_task
+
+    teacher_run = export_fixtures.make_finetune_workdir(
+        str(tmp_path / "teacher"), export_fixtures.real_vocab_tokenizer(), seed=3,
+        head_scale=30.0, labels=["negative", "positive"])
+    teacher, teacher_pre, _ = load_finetuned(teacher_run)
+    data = load_capped_task("toy", train_file=toy_files["train"],
+                            validation_file=toy_files["dev"], test_file=toy_files["test"])
+    teacher.preprocessor = None
+    teacher_pred = predict_outputs(teacher, data.train, teacher_pre, 40).argmax(axis=1)
+    label_agreement = float(np.mean(teacher_pred == data.train.labels))
+    assert 0.2 < label_agreement < 0.8  # the teacher is not the labels
+
+    cfg = FinetuneConfig(
+        model="tiny-random-bert", task="toy", workdir=str(tmp_path / "student"),
+        train_file=toy_files["train"], validation_file=toy_files["dev"],
+        test_file=toy_files["test"], epochs=8, batch_size=16, learning_rate=5e-3,
+        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
+        eval_batch_size=40, teacher_run=teacher_run, kd_alpha=1.0, kd_temperature=1.0)
+    report = run_finetune(cfg, encoder=tiny_encoder)
+    model, preprocessor = report["_model"], report["_preprocessor"]
+    student_pred = predict_outputs(model, data.train, preprocessor, 40).argmax(axis=1)
+    assert np.mean(student_pred == teacher_pred) >= 0.85
+    assert np.mean(student_pred == teacher_pred) > np.mean(student_pred == data.train.labels)
+    kd = json.loads((tmp_path / "student" / "report.json").read_text())["task_distillation"]
+    assert kd["teacher_on_train"]["accuracy"] == pytest.approx(label_agreement)
+    assert (kd["alpha"], kd["temperature"], kd["teacher_class"]) == (1.0, 1.0,
+                                                                     "BertTextClassifier")
+    # The accuracy logged during training is on the labels.
+    assert all(0.0 <= h["train_accuracy"] <= 1.0 for h in report["history"])
+
+
+def test_task_stage_distillation_refuses_another_tasks_teacher(tmp_path, toy_files,
+                                                              tiny_encoder):
+    import export_fixtures
+
+    teacher_run = export_fixtures.make_finetune_workdir(
+        str(tmp_path / "teacher"), export_fixtures.real_vocab_tokenizer(),
+        labels=["a", "b", "c"])
+    cfg = FinetuneConfig(
+        model="tiny-random-bert", task="toy", workdir=str(tmp_path / "student"),
+        train_file=toy_files["train"], validation_file=toy_files["dev"], epochs=1,
+        latency_examples=0, teacher_run=teacher_run)
+    with pytest.raises(ValueError, match="not a fine-tuning run of this task.*3 outputs"):
+        run_finetune(cfg, encoder=tiny_encoder)
+    cfg.teacher_run = str(tmp_path / "nothing")
+    with pytest.raises(ValueError, match="holds no fine-tuned model"):
+        run_finetune(cfg, encoder=tiny_encoder)
+    with pytest.raises(ValueError, match="not QA"):
+        run_finetune(FinetuneConfig(model="m", task="squad", workdir=str(tmp_path / "qa"),
+                                    teacher_run=teacher_run), encoder=tiny_encoder)
+    with pytest.raises(ValueError, match="kd_alpha"):
+        FinetuneConfig(model="m", task="t", workdir="w", kd_alpha=2.0).validate()
+
+
 def test_compare_table_and_chart(tmp_path):
     from minilm_tf.tasks import comparison as cmp
 

@@ -50,6 +50,13 @@ def test_finetune_card_lists_metrics_settings_and_labels():
                  "| test | 0.7479 | 0.7789 |", "- epochs: 2", "- seed: 3",
                  "labels (in the order of the outputs): rotten, fresh", "load_finetuned"):
         assert fact in card, fact
+    assert "task-stage distillation" not in card
+    report["task_distillation"] = {"teacher_run": "/x/runs/teacher_rt", "alpha": 0.5,
+                                   "teacher_model": "all-minilm-l6-v2", "temperature": 2.0,
+                                   "teacher_class": "BertTextClassifier"}
+    assert ("- task-stage distillation: the logits of the fine-tuned teacher "
+            "`all-minilm-l6-v2` (BertTextClassifier) besides the labels, weight 0.5000, "
+            "temperature 2.0000") in finetune_card(report)
 
 
 def test_finetune_card_of_a_generator():

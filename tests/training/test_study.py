@@ -133,3 +133,28 @@ def test_a_study_saved_before_a_recipe_setting_existed_resumes(tmp_path):
     config.distill.train.fast_paths = "false"
     with pytest.raises(ValueError, match=r"other settings \(distill\)"):
         study._check_identity(str(tmp_path), config)
+
+
+def test_study_with_task_stage_distillation_uses_each_seeds_teacher(setup):
+    """--kd_alpha: each student's fine-tune learns from the teacher's
+    fine-tune of the same task and seed (kept as a model for that)."""
+    workdir = setup / "kd"
+    command = [a for a in _command(setup, workdir)
+               if not a.startswith(("--rows", "--budgets", "--curve_row"))]
+    command += ["--rows=none/teacher_layers", "--kd_alpha=0.7", "--kd_temperature=3"]
+    result = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    for seed in (0, 1):
+        teacher_dir = workdir / "finetune" / "toy" / "teacher" / f"seed{seed}"
+        assert (teacher_dir / "model" / "labels.json").exists()
+        student = json.loads((workdir / "finetune" / "toy" / "none__teacher_layers"
+                              / f"seed{seed}" / "report.json").read_text())
+        kd = student["task_distillation"]
+        assert kd["teacher_run"] == str(teacher_dir)
+        assert (kd["alpha"], kd["temperature"]) == (0.7, 3.0)
+        assert "task_distillation" not in json.loads((teacher_dir / "report.json").read_text())
+    identity = json.loads((workdir / study.STUDY_CONFIG).read_text())
+    assert identity["task_distillation"] == {"kd_alpha": 0.7, "kd_temperature": 3.0}
+    again = subprocess.run([a for a in command if not a.startswith("--kd_alpha")],
+                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "other settings (task_distillation)" in again.stderr

@@ -7,7 +7,9 @@
   with no text classifier. Regression: one output, MSE.
 * `build_preprocessor(tokenizer, sequence_length)`: the keras-hub
   `TextClassifierPreprocessor` (pairs: `(text, text_pair)` tuples).
-* `compile_task_model`: loss and metric for the task kind.
+* `compile_task_model`: loss and metric for the task kind; with
+  `distillation`, the labels-plus-teacher-logits loss
+  (`minilm_tf.losses.logits`) and the same metric read off the labels.
 """
 
 import logging
@@ -15,6 +17,7 @@ import logging
 import keras
 import keras_hub
 
+from minilm_tf.losses.logits import LogitDistillationLoss, label_column
 from minilm_tf.tasks.classification import data as classification_data
 from minilm_tf.tasks.classification.electra import ElectraTextClassifier
 
@@ -89,17 +92,37 @@ def build_preprocessor(tokenizer, sequence_length: int = DEFAULT_SEQUENCE_LENGTH
         cls = keras_hub.models.TextClassifierPreprocessor
     return cls(tokenizer=tokenizer, sequence_length=sequence_length)
 
-def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True) -> None:
+class _OnLabels:
+    """A metric of `[label, teacher logits...]` targets, computed on the labels."""
+
+    def update_state(self, y_true, y_pred, sample_weight=None):
+        return super().update_state(label_column(y_true), y_pred, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="minilm_tf")
+class LabelAccuracy(_OnLabels, keras.metrics.SparseCategoricalAccuracy):
+    pass
+
+
+@keras.saving.register_keras_serializable(package="minilm_tf")
+class LabelMeanAbsoluteError(_OnLabels, keras.metrics.MeanAbsoluteError):
+    pass
+
+
+def compile_task_model(model, kind: str, optimizer, jit_compile: bool = True,
+                       distillation: dict | None = None) -> None:
     """Loss and metric for the task kind. `jit_compile`: XLA-compile the
-    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines)."""
-    if kind == classification_data.REGRESSION:
-        model.compile(optimizer=optimizer, loss=keras.losses.MeanSquaredError(),
-                      metrics=[keras.metrics.MeanAbsoluteError(name="mae")],
-                      jit_compile=jit_compile)
+    train/predict steps (Keras's "auto" leaves XLA off on CPU-only machines).
+    `distillation` (`{"alpha": a, "temperature": T}`): the targets are
+    `[label, teacher logits...]` rows and the loss is `LogitDistillationLoss`."""
+    regression = kind == classification_data.REGRESSION
+    if distillation is not None:
+        loss = LogitDistillationLoss(kind, **distillation)
+        metric = (LabelMeanAbsoluteError(name="mae") if regression
+                  else LabelAccuracy(name="accuracy"))
+    elif regression:
+        loss, metric = keras.losses.MeanSquaredError(), keras.metrics.MeanAbsoluteError(name="mae")
     else:
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-            jit_compile=jit_compile,
-        )
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        metric = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+    model.compile(optimizer=optimizer, loss=loss, metrics=[metric], jit_compile=jit_compile)
