@@ -57,6 +57,16 @@ def tiny_encoder():
     return LoadedEncoder(backbone, tokenizer, "tiny-random-bert", "gelu_approximate")
 
 
+def _toy_config(workdir, toy_files, **overrides):
+    """A tiny model's fine-tuning on the toy task: fast, no latency, no early stop."""
+    settings = dict(model="tiny-random-bert", task="toy", workdir=str(workdir),
+                    train_file=toy_files["train"], validation_file=toy_files["dev"],
+                    test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
+                    sequence_length=12, dropout=0.0, early_stopping_patience=None,
+                    latency_examples=0, eval_batch_size=40)
+    return FinetuneConfig(**dict(settings, **overrides))
+
+
 def test_optimizer_defaults_and_schedule():
     opt = make_optimizer(5e-5, total_steps=100)  # warm-up 10% by default
     assert isinstance(opt, keras.optimizers.AdamW)
@@ -110,12 +120,7 @@ def test_qa_tasks_run_qa_finetuning_and_get_the_common_report(tmp_path, monkeypa
 
 
 def test_tiny_bert_learns_saves_and_reloads(tmp_path, toy_files, tiny_encoder):
-    cfg = FinetuneConfig(
-        model="tiny-random-bert", task="toy", workdir=str(tmp_path / "run"),
-        train_file=toy_files["train"], validation_file=toy_files["dev"],
-        test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
-        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
-        eval_batch_size=40)
+    cfg = _toy_config(tmp_path / "run", toy_files)
     report = run_finetune(cfg, encoder=tiny_encoder)
     model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
 
@@ -159,12 +164,7 @@ def test_tiny_electra_learns_with_its_hugging_face_head_and_reloads(tmp_path, to
         intermediate_dim=64, embedding_dim=32, max_sequence_length=64)
     encoder = LoadedEncoder(backbone, tokenizer, "tiny-random-electra", "gelu")
     pooler_before = [np.array(w) for w in encoder.backbone.get_layer("pooled_dense").weights]
-    cfg = FinetuneConfig(
-        model="tiny-random-electra", task="toy", workdir=str(tmp_path / "run"),
-        train_file=toy_files["train"], validation_file=toy_files["dev"],
-        test_file=toy_files["test"], epochs=6, batch_size=16, learning_rate=5e-3,
-        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
-        eval_batch_size=40)
+    cfg = _toy_config(tmp_path / "run", toy_files, model="tiny-random-electra")
     report = run_finetune(cfg, encoder=encoder)
     model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
     assert type(model).__name__ == "ElectraTextClassifier"
@@ -206,12 +206,8 @@ def test_task_stage_distillation_follows_the_teacher(tmp_path, toy_files, tiny_e
     label_agreement = float(np.mean(teacher_pred == data.train.labels))
     assert 0.2 < label_agreement < 0.8  # the teacher is not the labels
 
-    cfg = FinetuneConfig(
-        model="tiny-random-bert", task="toy", workdir=str(tmp_path / "student"),
-        train_file=toy_files["train"], validation_file=toy_files["dev"],
-        test_file=toy_files["test"], epochs=8, batch_size=16, learning_rate=5e-3,
-        sequence_length=12, dropout=0.0, early_stopping_patience=None, latency_examples=0,
-        eval_batch_size=40, teacher_run=teacher_run, kd_alpha=1.0, kd_temperature=1.0)
+    cfg = _toy_config(tmp_path / "student", toy_files, epochs=8, teacher_run=teacher_run,
+                      kd_alpha=1.0, kd_temperature=1.0)
     report = run_finetune(cfg, encoder=tiny_encoder)
     model, preprocessor = report["_model"], report["_preprocessor"]
     student_pred = predict_outputs(model, data.train, preprocessor, 40).argmax(axis=1)
