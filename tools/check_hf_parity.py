@@ -28,8 +28,10 @@ R.npz`: the reference holds the Keras logits) it checks the tokenizer's ids
 the same way and `AutoModelForSequenceClassification` logits within
 --tolerance.
 
-Prints a JSON report. Exit status: 0 all checks pass, 1 a check failed,
-2 bad input (missing directory or reference file).
+Prints a JSON report and writes what it measured into the export's model
+card (`README.md`: its "## Export parity" section, replaced on a rerun;
+`--no-update_card` leaves the card alone). Exit status: 0 all checks pass,
+1 a check failed, 2 bad input (missing directory or reference file).
 """
 
 import argparse
@@ -214,6 +216,64 @@ def check(model_dir: str, reference: str, tolerance: float, embedding_tolerance:
     return report
 
 
+PARITY_HEADING = "## Export parity"
+
+
+def _g(value) -> str:
+    return "-" if value is None else f"{value:.2g}"
+
+
+def parity_section(report: dict) -> str:
+    """The model card's "## Export parity" section for a report."""
+    libraries = ", ".join(f"{k} {v}" for k, v in report["libraries"].items())
+    ids = report["token_ids"]
+    tol = _g(report["tolerance"])
+    rows = [f"| token ids (Hugging Face tokenizer = keras-hub) | {ids['identical']} / "
+            f"{ids['of']} texts identical |"]
+    if "logits_max_abs_diff" in report:
+        rows.append(f"| logits, max abs difference | {_g(report['logits_max_abs_diff'])} "
+                    f"(tolerance {tol}; logits up to {_g(report['logits_max_abs'])}) |")
+        if report.get("same_predicted_label") is not None:
+            rows.append(f"| same predicted label | {report['same_predicted_label']} / "
+                        f"{report['texts']} |")
+    else:
+        rows.append(f"| last hidden state, max abs difference | "
+                    f"{_g(report['last_hidden_state_max_abs_diff'])} (tolerance {tol}) |")
+        if report.get("pooler_output_max_abs_diff") is not None:
+            rows.append(f"| pooler output, max abs difference | "
+                        f"{_g(report['pooler_output_max_abs_diff'])} |")
+        st = report.get("sentence_transformers")
+        if st:
+            rows.append(f"| sentence-transformers embedding, max abs difference | "
+                        f"{_g(st['embedding_max_abs_diff'])} (tolerance "
+                        f"{_g(report['embedding_tolerance'])}) |")
+    verdict = ("passed" if report["ok"] else "FAILED: " + "; ".join(report["failures"]))
+    return "\n".join([
+        PARITY_HEADING, "",
+        f"`tools/check_hf_parity.py` loaded this directory in {libraries} and compared it "
+        f"with the Keras model on {report['texts']} texts ({verdict}):", "",
+        "| check | result |", "|---|---|", *rows, ""])
+
+
+def update_card(model_dir: str, report: dict) -> bool:
+    """Writes (or replaces) the card's parity section; False without a card."""
+    path = os.path.join(model_dir, "README.md")
+    if not os.path.isfile(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        card = f.read()
+    if PARITY_HEADING in card:  # drop the previous section, up to the next heading
+        head, _, rest = card.partition(PARITY_HEADING)
+        tail = rest.split("\n## ", 1)
+        card = head + ("## " + tail[1] if len(tail) > 1 else "")
+    card = card.rstrip("\n") + "\n\n" + parity_section(report)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(card)
+    os.replace(tmp, path)
+    return True
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model_dir", required=True, help="The export (tools/export_hf.py).")
@@ -226,6 +286,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=0,
                         help="torch CPU threads (0: torch's default).")
     parser.add_argument("--output_json", default=None, help="Also write the report here.")
+    parser.add_argument("--update_card", action=argparse.BooleanOptionalAction, default=True,
+                        help="Write the results into the export's README.md.")
     args = parser.parse_args(argv)
     if not os.path.isdir(args.model_dir):
         return _fail_usage(f"--model_dir {args.model_dir} is not a directory.")
@@ -243,6 +305,8 @@ def main(argv=None) -> int:
         report = check_classifier(args.model_dir, args.reference, args.tolerance)
     else:
         report = check(args.model_dir, args.reference, args.tolerance, args.embedding_tolerance)
+    if args.update_card:
+        report["card_updated"] = update_card(args.model_dir, report)
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.output_json:

@@ -173,14 +173,33 @@ def model_card(encoder: LoadedEncoder, config: dict, parameters: int, sentence: 
 
 
 
+def _results(report: dict | None) -> list[str]:
+    """The fine-tuning run's validation and test metrics, as a table."""
+    metrics = {split: values for split, values in ((report or {}).get("metrics") or {}).items()
+               if isinstance(values, dict) and split in ("validation", "test") and values}
+    if not metrics:
+        return ["- Evaluation: not recorded (no `report.json` beside the model)."]
+    names = sorted({name for values in metrics.values() for name in values})
+    lines = [f"Evaluated by the fine-tuning run (`report.json`; "
+             f"{', '.join(f'{k}: {v}' for k, v in (report.get('num_examples') or {}).items())}"
+             " examples):", "", "| split | " + " | ".join(names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for split, values in metrics.items():
+        lines.append(f"| {split} | " + " | ".join(
+            "-" if values.get(n) is None else f"{values[n]:.4f}" for n in names) + " |")
+    return lines
+
+
 def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, labels: dict,
-                    directory_name: str) -> str:
-    """A README.md for a `*ForSequenceClassification` export."""
+                    directory_name: str, report: dict | None = None) -> str:
+    """A README.md for a `*ForSequenceClassification` export (`report`: the
+    fine-tuning run's report.json, for its results)."""
     regression = config["problem_type"] == "regression"
     architecture = config["architectures"][0]
     family = architecture[:-len("ForSequenceClassification")]
     head = {"Bert": "pooled [CLS] (BERT pooler) -> dropout -> dense",
-            "DistilBert": "[CLS] -> dense + ReLU -> dropout -> dense"}.get(
+            "DistilBert": "[CLS] -> dense + ReLU -> dropout -> dense",
+            "Electra": "[CLS] -> dropout -> dense + GELU -> dropout -> dense"}.get(
                 family, "<s> -> dropout -> dense + tanh -> dropout -> dense")
     spec = encoder.spec
     origin = os.path.basename(os.path.normpath(spec)) if os.sep in spec else spec
@@ -211,7 +230,10 @@ def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, label
         "## Provenance",
         "",
         f"- Encoder fine-tuned: `{origin}`",
-        "- Evaluation: the run's `report.json` (validation and test metrics).",
+        "",
+        "## Results",
+        "",
+        *_results(report),
         "",
         "## Usage",
         "",

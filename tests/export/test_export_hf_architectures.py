@@ -185,5 +185,8 @@ def test_parity_in_transformers_and_sentence_transformers(exports, name, tmp_pat
     assert report["last_hidden_state_max_abs_diff"] <= 1e-5
     assert report["sentence_transformers"]["embedding_max_abs_diff"] <= 1e-5
     assert report["sentence_transformers"]["modules"] == ["Transformer", "Pooling", "Normalize"]
+    with open(os.path.join(path, "README.md"), encoding="utf-8") as f:
+        assert (f"| last hidden state, max abs difference | "
+                f"{report['last_hidden_state_max_abs_diff']:.2g} ") in f.read()
     if name == "bert":
         assert report["pooler_output_max_abs_diff"] <= 1e-5

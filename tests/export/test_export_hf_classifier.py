@@ -48,6 +48,25 @@ def test_config_names_the_labels_and_the_task(exported):
     assert "pipeline_tag: text-classification" in card and "negative, neutral, positive" in card
 
 
+def test_the_card_carries_the_runs_results(run_dir, exported, tmp_path):
+    out, _ = exported
+    assert "Evaluation: not recorded" in open(os.path.join(out, "README.md")).read()
+    report = {"metrics": {"validation": {"accuracy": 0.758, "f1": 0.786},
+                          "test": {"accuracy": 0.7479, "f1": None}},
+              "num_examples": {"train": 2000, "validation": 1281, "test": 1281}}
+    with open(os.path.join(run_dir, "report.json"), "w") as f:
+        json.dump(report, f)
+    try:
+        for source in (run_dir, os.path.join(run_dir, "model")):  # the workdir or its model/
+            target = str(tmp_path / os.path.basename(source))
+            hf_classifier.export_hf_classifier(source, target)
+            card = open(os.path.join(target, "README.md")).read()
+            assert "train: 2000, validation: 1281, test: 1281 examples" in card
+            assert "| validation | 0.7580 | 0.7860 |" in card and "| test | 0.7479 | - |" in card
+    finally:
+        os.remove(os.path.join(run_dir, "report.json"))
+
+
 def test_weights_are_the_encoder_under_bert_and_the_head(run_dir, exported):
     out, summary = exported
     weights = load_file(os.path.join(out, "model.safetensors"))
@@ -110,6 +129,9 @@ def _export_and_check(tmp_path, run):
     assert proc.returncode == 0, proc.stderr[-3000:]
     proc, report = check_parity(out, ref)
     assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-3000:])
+    card = open(os.path.join(out, "README.md"), encoding="utf-8").read()
+    assert report["card_updated"] and "## Export parity" in card
+    assert f"| logits, max abs difference | {report['logits_max_abs_diff']:.2g} " in card
     return report
 
 
