@@ -11,6 +11,7 @@ import os
 from minilm_tf.export.hf_configs import pooling_names
 from minilm_tf.export.hf_tokenizers import family
 from minilm_tf.models.encoders import LoadedEncoder
+from minilm_tf.tasks.comparison import metrics_table
 
 
 # config.json field -> DistilBERT's name for it.
@@ -179,15 +180,9 @@ def _results(report: dict | None) -> list[str]:
                if isinstance(values, dict) and split in ("validation", "test") and values}
     if not metrics:
         return ["- Evaluation: not recorded (no `report.json` beside the model)."]
-    names = sorted({name for values in metrics.values() for name in values})
-    lines = [f"Evaluated by the fine-tuning run (`report.json`; "
-             f"{', '.join(f'{k}: {v}' for k, v in (report.get('num_examples') or {}).items())}"
-             " examples):", "", "| split | " + " | ".join(names) + " |",
-             "|---|" + "---:|" * len(names)]
-    for split, values in metrics.items():
-        lines.append(f"| {split} | " + " | ".join(
-            "-" if values.get(n) is None else f"{values[n]:.4f}" for n in names) + " |")
-    return lines
+    return [f"Evaluated by the fine-tuning run (`report.json`; "
+            f"{', '.join(f'{k}: {v}' for k, v in (report.get('num_examples') or {}).items())}"
+            " examples):", "", *metrics_table(metrics)]
 
 
 def classifier_card(encoder: LoadedEncoder, config: dict, parameters: int, labels: dict,

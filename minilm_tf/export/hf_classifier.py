@@ -42,8 +42,7 @@ from minilm_tf.export.hf import (
 from minilm_tf.export.hf_card import classifier_card
 from minilm_tf.export.hf_weights import CHECKPOINT_PREFIX
 from minilm_tf.models.encoders import LoadedEncoder
-from minilm_tf.tasks.finetuned import (LABELS_FILE, MODEL_DIR, REPORT_FILE, load_finetuned,
-                                       saved_model_dir)
+from minilm_tf.tasks.finetuned import LABELS_FILE, load_finetuned, load_report, saved_model_dir
 
 
 # keras-hub task class -> (Hugging Face class, base-model prefix, {Keras layer:
@@ -102,19 +101,6 @@ def load_classifier(finetuned: str):
     return encoder, head, labels, model
 
 
-def _run_report(finetuned: str) -> dict | None:
-    """The fine-tuning run's report.json (given its workdir or its model dir)."""
-    directories = [finetuned]
-    if os.path.basename(os.path.normpath(finetuned)) == MODEL_DIR:
-        directories.append(os.path.dirname(os.path.normpath(finetuned)))
-    for directory in directories:
-        path = os.path.join(directory, REPORT_FILE)
-        if os.path.isfile(path):
-            with open(path, encoding="utf-8") as f:
-                return json.load(f)
-    return None
-
-
 def classifier_config(encoder: LoadedEncoder, labels: dict,
                       architecture: str = "BertForSequenceClassification") -> dict:
     """`config.json` of the classifier's `*ForSequenceClassification`."""
@@ -166,7 +152,7 @@ def export_hf_classifier(finetuned: str, directory: str, overwrite: bool = False
                           f"(backbone {encoder.backbone.count_params()} + head "
                           f"{head_parameters} of {parameters}).")
     card = classifier_card(encoder, config, parameters, labels, os.path.basename(directory),
-                           _run_report(finetuned))
+                           load_report(finetuned))
     files = write_hf_directory(directory, overwrite, config, weights,
                                tokenizer_files(encoder.tokenizer,
                                                config["max_position_embeddings"]), card)

@@ -164,6 +164,26 @@ def _fmt(v, spec):
     return "-" if v is None else format(v, spec)
 
 
+def _cell(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    return "-" if value is None else str(value)
+
+
+def metrics_table(metrics: Dict[str, Optional[Dict[str, Any]]]) -> List[str]:
+    """Markdown lines of a run's metrics, `{split: {metric: value}}`: one row
+    per split with metrics, one column per metric (4 decimals; "-" missing)."""
+    names = sorted({m for values in metrics.values() if values for m in values})
+    lines = ["| split | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for split, values in metrics.items():
+        if values:
+            lines.append(f"| {split} | " + " | ".join(_cell(values.get(m)) for m in names)
+                         + " |")
+    return lines
+
+
 def comparison_markdown(rows: List[Dict[str, Any]], task: str) -> str:
     metric, split = rows[0]["metric"], rows[0]["split"]
     seeds = max(len(r["values"]) for r in rows)

@@ -85,6 +85,19 @@ def saved_model_dir(workdir_or_model_dir: str) -> str:
     return model_dir if os.path.isdir(model_dir) else workdir_or_model_dir
 
 
+def load_report(workdir_or_model_dir: str) -> Dict[str, Any] | None:
+    """A run's report.json (given its workdir or its `model/` dir), or None."""
+    path = os.path.normpath(workdir_or_model_dir)
+    directories = [path] + ([os.path.dirname(path)] if os.path.basename(path) == MODEL_DIR
+                            else [])
+    for directory in directories:
+        report_path = os.path.join(directory, REPORT_FILE)
+        if os.path.isfile(report_path):
+            with open(report_path, encoding="utf-8") as f:
+                return json.load(f)
+    return None
+
+
 def load_finetuned(workdir_or_model_dir: str):
     """(model, preprocessor or None, labels dict) of a saved run.
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List
 
+from minilm_tf.tasks.comparison import metrics_table
 from minilm_tf.utils.fileio import atomic_write_text
 
 
@@ -133,11 +134,7 @@ def finetune_card(report: Dict[str, Any], directory_name: str = "model") -> str:
         "## Results",
         "",
     ]
-    names = sorted({m for v in metrics.values() if v for m in v})
-    lines += ["| split | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    for split, values in metrics.items():
-        if values:
-            lines.append(f"| {split} | " + " | ".join(_fmt(values.get(m)) for m in names) + " |")
+    lines += metrics_table(metrics)
     lines += [
         "",
         "## Settings",

@@ -2,7 +2,6 @@
 task-stage distillation (`minilm_tf.losses.logits`)."""
 
 import dataclasses
-import json
 import os
 from typing import Any, Dict, Tuple
 
@@ -34,8 +33,7 @@ def _check_same_task(teacher_run: str, labels: Dict[str, Any],
 def _run_model(run: str):
     """The model spec a fine-tuning run started from (its report), or None."""
     try:
-        with open(os.path.join(run, finetuned.REPORT_FILE), encoding="utf-8") as f:
-            return json.load(f).get("model")
+        return (finetuned.load_report(run) or {}).get("model")
     except (OSError, ValueError):
         return None
 
