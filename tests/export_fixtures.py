@@ -45,10 +45,11 @@ def tiny_backbone(tokenizer, seed: int = 0, hidden: int = HIDDEN, layers: int = 
 
 
 def tiny_classifier(tokenizer, num_classes: int = len(LABELS), seed: int = 0,
-                    head_scale: float = 1.0):
-    """keras-hub BertTextClassifier (no preprocessor) on a tiny backbone;
-    `head_scale` multiplies the output layer so logits have clear margins."""
-    model = build_task_model(tiny_backbone(tokenizer, seed), num_classes)
+                    head_scale: float = 1.0, pooling: str = "cls"):
+    """keras-hub BertTextClassifier (no preprocessor; `pooling="mean"`: a
+    PooledTextClassifier) on a tiny backbone; `head_scale` multiplies the
+    output layer so logits have clear margins."""
+    model = build_task_model(tiny_backbone(tokenizer, seed), num_classes, pooling=pooling)
     if head_scale != 1.0:
         dense = model.layers[-1]
         dense.set_weights([w * head_scale for w in dense.get_weights()])
@@ -58,13 +59,13 @@ def tiny_classifier(tokenizer, num_classes: int = len(LABELS), seed: int = 0,
 def make_finetune_workdir(workdir: str, tokenizer, pair: bool = False, seed: int = 0,
                           head_scale: float = 1.0, sequence_length: int = SEQ_LEN,
                           labels=None, task: str | None = None,
-                          hyperparameters: dict | None = None) -> str:
+                          hyperparameters: dict | None = None, pooling: str = "cls") -> str:
     """What tools/finetune.py leaves behind (labels.json + model/, and a
     report.json when `hyperparameters` are given), for a tiny untrained
     classifier."""
     labels = list(LABELS if labels is None else labels)
     model = tiny_classifier(tokenizer, num_classes=len(labels), seed=seed,
-                            head_scale=head_scale)
+                            head_scale=head_scale, pooling=pooling)
     preprocessor = build_preprocessor(tokenizer, sequence_length, task_model=model)
     name = task or ("toy_pair" if pair else "toy")
     data = types.SimpleNamespace(name=name, kind="classification", label_vocab=labels,

@@ -39,6 +39,11 @@ flags.DEFINE_string("label_column", None, "Label column/key (default: label, gol
 flags.DEFINE_integer("sequence_length", None, "Max tokens per example (default 128; QA: "
                      "the QA module's default).")
 flags.DEFINE_float("dropout", None, "Dropout before the classification layer (default 0.1).")
+flags.DEFINE_enum("pooling", None, ["auto", "cls", "mean", "max"],
+                  "Classifier head: cls (the backbone's keras-hub text classifier, pooled "
+                  "[CLS]; exports to transformers), mean/max over real tokens, or auto (a "
+                  "sentence-transformers checkpoint's own pooling, e.g. mean for "
+                  "all-MiniLM-L6-v2 and its students; else cls). Default: the recipe's.")
 flags.DEFINE_integer("early_stopping_patience", None, "Stop after this many epochs without "
                      "validation improvement (default 2; 0: never stop early). The best "
                      "epoch is always restored.")

@@ -54,6 +54,10 @@ flags.DEFINE_integer("sequence_length", None, "Fine-tuning sequence length (defa
 flags.DEFINE_integer("max_train_examples", None, "Fine-tuning train cap per task, seeded "
                      "(default 2,000).")
 flags.DEFINE_float("learning_rate", None, "Fine-tuning peak learning rate (default 1e-4).")
+flags.DEFINE_enum("pooling", "cls", ["cls", "mean", "max", "auto"], "Fine-tuning "
+                  "classifier head of every model: cls (the backbone's keras-hub text "
+                  "classifier), mean/max over real tokens, or auto (the checkpoint's "
+                  "sentence-transformers pooling).")
 flags.DEFINE_float("kd_alpha", 0.0, "> 0: fine-tune every student with task-stage "
                    "distillation from the teacher's fine-tune of the same task and seed, "
                    "this weight on the teacher's logits (0: labels only).")
@@ -63,14 +67,17 @@ flags.DEFINE_float("kd_temperature", 2.0, "The teacher term's temperature (with 
 def _config() -> StudyConfig:
     recipe = _CONFIG.value
     quick = finetune_cpu_quick.get_config()
+    finetune = _cli.override_from_flags({k: quick[k] for k in FINETUNE_KEYS},
+                                        {k: k for k in FINETUNE_KEYS})
+    if FLAGS.pooling != "cls":  # the default head stays out of a study's saved settings
+        finetune["pooling"] = FLAGS.pooling
     return StudyConfig(
         distill=recipe,
         rows=parse_rows(FLAGS.rows),
         tasks=parse_tasks(FLAGS.tasks),
         seeds=[int(s) for s in FLAGS.seeds],
         steps=FLAGS.steps or recipe.train.steps,
-        finetune=_cli.override_from_flags(
-            {k: quick[k] for k in FINETUNE_KEYS}, {k: k for k in FINETUNE_KEYS}),
+        finetune=finetune,
         budgets=[int(b) for b in FLAGS.budgets],
         curve_row=parse_rows([FLAGS.curve_row])[0] if FLAGS.curve_row else None,
         kd_alpha=FLAGS.kd_alpha,

@@ -79,6 +79,12 @@ def load_classifier(finetuned: str):
         head = model.get_layer("logits")
     except ValueError:
         head = None
+    if type(model).__name__ == "PooledTextClassifier":
+        raise ExportError(
+            f"{finetuned} was fine-tuned with a {model.pooling}-pooling head, which no Hugging "
+            "Face *ForSequenceClassification class computes; export it with "
+            "tools/export_savedmodel.py or tools/export_tflite.py, or fine-tune with "
+            "--pooling cls for a transformers classifier.")
     if head is None or preprocessor is None or type(model).__name__ not in HEADS:
         raise ExportError(
             f"{finetuned} holds a {type(model).__name__} (on a "

@@ -16,6 +16,7 @@ from minilm_tf.models.encoders import set_feedforward_activation
 from minilm_tf.tasks.classification import data as classification_data
 # Registers this package's own text classifiers (ELECTRA's), so their presets load.
 from minilm_tf.tasks.classification import electra as _electra  # noqa: F401
+from minilm_tf.tasks.classification.pooled import PooledTextClassifier, saved_task_name
 from minilm_tf.tasks.classification.registry import load_capped_task
 from minilm_tf.utils import fileio
 
@@ -108,7 +109,8 @@ def load_finetuned(workdir_or_model_dir: str):
     (a bare `(texts, pairs)` tuple would be read as `(x, y)`); and with the
     feed-forward activation the encoder was fine-tuned with. A plain
     `keras_hub.models.TextClassifier.from_preset(model_dir)` loads it too,
-    but with keras-hub's default (tanh-approximate) GELU.
+    but with keras-hub's default (tanh-approximate) GELU (a mean/max-pooling
+    head: `PooledTextClassifier.from_preset`).
     """
     path = saved_model_dir(workdir_or_model_dir)
     if os.path.isfile(os.path.join(path, MODEL_KERAS_FILE)):
@@ -117,7 +119,10 @@ def load_finetuned(workdir_or_model_dir: str):
         return fileio.load_keras_archive(os.path.join(path, MODEL_KERAS_FILE)), None, labels
     with open(os.path.join(path, LABELS_FILE), encoding="utf-8") as f:
         labels = json.load(f)
-    model = keras_hub.models.TextClassifier.from_preset(path)
+    if (saved_task_name(path) or "").endswith(PooledTextClassifier.__name__):
+        model = PooledTextClassifier.from_preset(path)
+    else:
+        model = keras_hub.models.TextClassifier.from_preset(path)
     meta_path = os.path.join(path, "minilm_tf.json")
     if os.path.exists(meta_path):
         with open(meta_path, encoding="utf-8") as f:

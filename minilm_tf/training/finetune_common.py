@@ -11,7 +11,7 @@ from minilm_tf.optimizers.adamw import make_adamw
 from minilm_tf.tasks import finetuned
 from minilm_tf.tasks.classification import data as classification_data
 from minilm_tf.tasks.classification.registry import get_task_spec, load_capped_task, normalize_task_name
-from minilm_tf.tasks.classification.model import DEFAULT_SEQUENCE_LENGTH
+from minilm_tf.tasks.classification.model import DEFAULT_SEQUENCE_LENGTH, POOLING_CHOICES
 from minilm_tf.training import resume
 
 logger = logging.getLogger(__name__)
@@ -46,6 +46,10 @@ class FinetuneConfig:
     clipnorm: Optional[float] = 1.0
     sequence_length: Optional[int] = None  # None: 128 (QA: the QA module's default)
     dropout: float = 0.1
+    # Classifier head: `cls` (the backbone's keras-hub text classifier, BERT's
+    # pooled [CLS]), `mean` / `max` over real tokens (a sentence encoder's
+    # pooling) or `auto` (the checkpoint's sentence-transformers pooling, else cls).
+    pooling: str = "cls"
     early_stopping_patience: Optional[int] = 2  # epochs without improvement; None: off
     seed: int = 0
     max_train_examples: Optional[int] = None
@@ -88,6 +92,8 @@ class FinetuneConfig:
             raise ValueError("max_train_examples must be >= 1.")
         if self.max_eval_examples is not None and self.max_eval_examples < 1:
             raise ValueError("max_eval_examples must be >= 1.")
+        if self.pooling not in POOLING_CHOICES:
+            raise ValueError(f"pooling must be one of {POOLING_CHOICES}, got {self.pooling!r}.")
         if self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}.")
         if not 0.0 <= self.kd_alpha <= 1.0:

@@ -37,6 +37,7 @@ from minilm_tf.tasks.classification.datasets import (
 from minilm_tf.tasks.classification.model import (
     build_preprocessor,
     build_task_model,
+    head_pooling,
     compile_task_model,
 )
 from minilm_tf.tasks.classification.teacher import teacher_targets
@@ -155,7 +156,8 @@ def _build(config, encoder, data, strategy, total_steps, train) -> _Task:
     distillation = ({"alpha": config.kd_alpha, "temperature": config.kd_temperature}
                     if config.teacher_run else None)
     with strategy.scope():
-        model = build_task_model(encoder.backbone, data.num_classes, config.dropout)
+        model = build_task_model(encoder.backbone, data.num_classes, config.dropout,
+                                 head_pooling(config.pooling, encoder))
         optimizer = make_optimizer(config.learning_rate, total_steps, config.warmup_ratio,
                                    config.weight_decay, config.clipnorm)
         compile_task_model(model, data.kind, optimizer, jit_compile, distillation)
@@ -268,6 +270,7 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
         "saved_model": saved,
         **({"task_distillation": distillation} if distillation else {}),
         "_settings": {"sequence_length": config.resolved_sequence_length(),
+                      "pooling": head_pooling(config.pooling, encoder),
                       "total_steps": total_steps,
                       "warmup_steps": int(round(total_steps * config.warmup_ratio))},
         "_model": task.model,

@@ -221,3 +221,12 @@ def test_transformers_gives_the_keras_logits_for_each_architecture(architecture_
     assert report["token_ids"]["identical"] == report["texts"] == len(hf.PARITY_TEXTS)
     print(json.dumps({name: {k: report[k] for k in ("logits_max_abs_diff",
                                                      "logits_max_abs")}}))
+
+
+def test_a_mean_pooling_head_is_refused_with_what_to_do(tmp_path):
+    run = export_fixtures.make_finetune_workdir(
+        str(tmp_path / "run"), export_fixtures.real_vocab_tokenizer(), labels=LABELS,
+        pooling="mean")
+    with pytest.raises(hf.ExportError, match="mean-pooling head.*--pooling cls"):
+        hf_classifier.export_hf_classifier(run, str(tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")

@@ -41,9 +41,11 @@ def exports(tmp_path_factory, tokenizer):
     cls = src.load_source(wd)
     wd_pair = make_finetune_workdir(str(root / "run_pair"), tokenizer, pair=True)
     pair = src.load_source(wd_pair)
+    wd_mean = make_finetune_workdir(str(root / "run_mean"), tokenizer, pooling="mean")
+    mean = src.load_source(wd_mean)
     enc = make_encoder_source(tokenizer)
     out = {}
-    for key, source in (("cls", cls), ("pair", pair), ("enc", enc)):
+    for key, source in (("cls", cls), ("pair", pair), ("mean", mean), ("enc", enc)):
         result = savedmodel.export_saved_model(source, str(root / "exports"), key)
         out[key] = types.SimpleNamespace(source=source, result=result,
                                          loaded=savedmodel.load(result["path"]))
@@ -64,6 +66,7 @@ def test_load_source_from_finetune_workdir(exports):
     assert source.labels == [str(v) for v in LABELS]
     assert source.sequence_length == SEQ_LEN and not source.is_pair
     assert exports["pair"].source.is_pair
+    assert type(exports["mean"].source.model).__name__ == "PooledTextClassifier"
     with pytest.raises(ValueError, match="max_sequence_length"):
         src.load_source(source.spec, sequence_length=10_000)
     with pytest.raises(ValueError, match="encoders"):
@@ -99,7 +102,7 @@ def test_signature_names_dtypes_and_shapes(exports):
     assert _shape(enc.outputs["embedding"]) == [-1, exports["enc"].source.embedding_dim]
 
 
-@pytest.mark.parametrize("key", ["cls", "pair", "enc"])
+@pytest.mark.parametrize("key", ["cls", "pair", "mean", "enc"])
 def test_string_and_id_signatures_agree_with_keras(exports, key):
     ex = exports[key]
     texts = list(export_data.EDGE_CASE_TEXTS)

@@ -166,3 +166,15 @@ def test_pair_task_with_tokenizer_matches_keras(pair_classifier):
     got = runner(text=firsts, text_pair=seconds)
     ref = src.keras_reference(pair_classifier, firsts, seconds)
     np.testing.assert_allclose(got["logits"], ref["logits"], atol=1e-4)
+
+
+def test_mean_pooling_classifier_float32_matches_keras(tmp_path, tokenizer):
+    """A PooledTextClassifier run (mean over real tokens) converts, and its
+    logits agree with Keras on texts of every length (padding included)."""
+    workdir = export_fixtures.make_finetune_workdir(str(tmp_path / "run"), tokenizer,
+                                                    head_scale=30.0, pooling="mean")
+    source = src.load_source(workdir)
+    assert type(source.model).__name__ == "PooledTextClassifier"
+    report = tl.check_tflite(source, tl.convert(source, "float32").content, VARIED,
+                             latency_examples=0)
+    assert report["max_abs_diff"] < 1e-4 and report["label_agreement"] == 1.0

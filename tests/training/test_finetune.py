@@ -188,6 +188,57 @@ def test_tiny_electra_learns_with_its_hugging_face_head_and_reloads(tmp_path, to
     assert type(plain).__name__ == "ElectraTextClassifier"
 
 
+def test_tiny_bert_mean_pooling_head_learns_and_reloads(tmp_path, toy_files, tiny_encoder):
+    """`pooling="mean"`: the logits are the dense layer applied to the mean of
+    the real tokens' final states (numpy), padding never changes them, and the
+    run trains, saves as a task preset and reloads with the same predictions
+    (from raw strings too)."""
+    cfg = _toy_config(tmp_path / "run", toy_files, pooling="mean")
+    try:
+        report = run_finetune(cfg, encoder=tiny_encoder)
+    finally:  # the head froze the shared backbone's unused pooler
+        tiny_encoder.backbone.get_layer("pooled_dense").trainable = True
+    model, preprocessor, data = report["_model"], report["_preprocessor"], report["_data"]
+    train_metrics, _ = evaluate_split(model, data.train, preprocessor, 40, data.kind,
+                                      ("accuracy",))
+    assert train_metrics["accuracy"] >= 0.85, report["history"]
+    assert type(model).__name__ == "PooledTextClassifier"
+    assert report["saved_model"]["format"] == "keras_hub_preset"
+
+    features = preprocessor(data.test.texts[:8])
+    sequence = np.asarray(tiny_encoder.backbone(features)["sequence_output"])
+    mask = np.asarray(features["padding_mask"]).astype(np.float64)[:, :, None]
+    pooled = (sequence * mask).sum(1) / mask.sum(1)
+    kernel, bias = (np.asarray(w) for w in model.get_layer("logits").weights)
+    logits = np.asarray(model(features, training=False))
+    np.testing.assert_allclose(logits, pooled @ kernel + bias, atol=1e-4)
+    padded = {k: np.pad(np.asarray(v), ((0, 0), (0, 5))) for k, v in features.items()}
+    np.testing.assert_allclose(np.asarray(model(padded, training=False)), logits, atol=1e-4)
+
+    loaded, loaded_pre, labels = load_finetuned(str(tmp_path / "run"))
+    assert type(loaded).__name__ == "PooledTextClassifier" and loaded.pooling == "mean"
+    assert labels["labels"] == ["negative", "positive"] and loaded_pre.sequence_length == 12
+    np.testing.assert_allclose(np.asarray(loaded.predict_on_batch(data.test.texts[:8])),
+                               logits, atol=1e-4)
+    with pytest.raises(ValueError, match="pooling"):
+        _toy_config(tmp_path / "bad", toy_files, pooling="first").validate()
+
+
+def test_auto_pooling_follows_the_checkpoints_sentence_pooling():
+    from minilm_tf.tasks.classification.model import head_pooling
+
+    def encoder(pooling):
+        return types.SimpleNamespace(metadata={"pooling": pooling} if pooling else {})
+
+    assert head_pooling("auto", encoder({"pooling_mode_mean_tokens": True})) == "mean"
+    assert head_pooling("auto", encoder({"pooling_mode_max_tokens": True})) == "max"
+    assert head_pooling("auto", encoder({"pooling_mode_cls_token": True})) == "cls"
+    assert head_pooling("auto", encoder(None)) == "cls"  # not a sentence encoder
+    assert head_pooling("cls", encoder({"pooling_mode_mean_tokens": True})) == "cls"
+    with pytest.raises(ValueError, match="pooling"):
+        head_pooling("first", encoder(None))
+
+
 def test_task_stage_distillation_follows_the_teacher(tmp_path, toy_files, tiny_encoder):
     """With kd_alpha=1 the student learns a fine-tuned teacher's logits, not
     the labels: a random teacher that disagrees with the labels half the time

@@ -4,7 +4,9 @@
   the backbone (e.g. `BertTextClassifier`: pooled [CLS] -> dropout -> dense;
   ELECTRA: this package's `ElectraTextClassifier`), without a preprocessor,
   so tokenisation happens in `tf.data`; a first-token head for backbones
-  with no text classifier. Regression: one output, MSE.
+  with no text classifier; `pooling="mean"` / `"max"`: this package's
+  `PooledTextClassifier` (token states pooled over real tokens -> dropout ->
+  dense, a sentence encoder's pooling). Regression: one output, MSE.
 * `build_preprocessor(tokenizer, sequence_length)`: the keras-hub
   `TextClassifierPreprocessor` (pairs: `(text, text_pair)` tuples).
 * `compile_task_model`: loss and metric for the task kind; with
@@ -18,8 +20,10 @@ import keras
 import keras_hub
 
 from minilm_tf.losses.logits import LogitDistillationLoss, label_column
+from minilm_tf.models.distiller import embedding_settings
 from minilm_tf.tasks.classification import data as classification_data
 from minilm_tf.tasks.classification.electra import ElectraTextClassifier
+from minilm_tf.tasks.classification.pooled import PooledTextClassifier
 
 # Text classifiers this package adds for backbones keras-hub has none for.
 OWN_TASKS = (ElectraTextClassifier,)
@@ -27,6 +31,25 @@ OWN_TASKS = (ElectraTextClassifier,)
 logger = logging.getLogger(__name__)
 
 DEFAULT_SEQUENCE_LENGTH = 128
+# Classifier heads: `cls` is the backbone's own keras-hub text classifier
+# (BERT: pooled [CLS]); `mean` / `max` a `PooledTextClassifier`; `auto` the
+# checkpoint's own sentence pooling (`head_pooling`).
+HEAD_POOLINGS = ("cls", "mean", "max")
+POOLING_CHOICES = ("auto",) + HEAD_POOLINGS
+
+
+def head_pooling(pooling: str, encoder) -> str:
+    """The head a fine-tune builds: `pooling` itself, or for `auto` the
+    pooling of a sentence-transformers checkpoint (its `1_Pooling` config,
+    which distilled students inherit from their teacher: mean for
+    all-MiniLM-L6-v2) and `cls` for any other encoder."""
+    if pooling not in POOLING_CHOICES:
+        raise ValueError(f"Unknown head pooling {pooling!r}; use one of {POOLING_CHOICES}.")
+    if pooling != "auto":
+        return pooling
+    if not (getattr(encoder, "metadata", None) or {}).get("pooling"):
+        return "cls"
+    return embedding_settings(encoder)[0]
 
 
 def _keras_hub_task_class(backbone):
@@ -60,11 +83,18 @@ class _PooledHead:
         logits = keras.layers.Dense(num_outputs, name="logits")(x)
         return keras.Model(inputs, logits, name="text_classifier")
 
-def build_task_model(backbone, num_outputs: int, dropout: float = 0.1):
+def build_task_model(backbone, num_outputs: int, dropout: float = 0.1,
+                     pooling: str = "cls"):
     """Backbone + classification head emitting `num_outputs` logits (1 for
-    regression). Uses the backbone's keras-hub `TextClassifier` (e.g.
-    `BertTextClassifier(backbone, num_classes, preprocessor=None)`) when there
-    is one, else a plain Keras model with a first-token head."""
+    regression). `pooling="cls"`: the backbone's keras-hub `TextClassifier`
+    (e.g. `BertTextClassifier(backbone, num_classes, preprocessor=None)`) when
+    there is one, else a plain Keras model with a first-token head; `mean` /
+    `max`: a `PooledTextClassifier` on any backbone."""
+    if pooling not in HEAD_POOLINGS:
+        raise ValueError(f"Unknown head pooling {pooling!r}; use one of {HEAD_POOLINGS}.")
+    if pooling != "cls":
+        return PooledTextClassifier(backbone=backbone, num_classes=num_outputs,
+                                    preprocessor=None, pooling=pooling, dropout=dropout)
     cls = _keras_hub_task_class(backbone)
     if cls is not None:
         try:
