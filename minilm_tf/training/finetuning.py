@@ -37,8 +37,8 @@ from minilm_tf.tasks.classification.datasets import (
 from minilm_tf.tasks.classification.model import (
     build_preprocessor,
     build_task_model,
-    head_pooling,
     compile_task_model,
+    head_pooling,
 )
 from minilm_tf.tasks.classification.teacher import teacher_targets
 from minilm_tf.tasks.classification.xnli import cross_lingual_summary

@@ -44,8 +44,10 @@ IDENTITY_KEYS = (
     "model", "task", "task_kind", "train_file", "validation_file", "test_file",
     "file_format", "text_key", "text_pair_key", "label_key", "epochs", "batch_size",
     "learning_rate", "weight_decay", "warmup_ratio", "clipnorm", "sequence_length",
-    "dropout", "seed", "max_train_examples", "precision", "extra",
+    "dropout", "pooling", "seed", "max_train_examples", "precision", "extra",
 )
+# Identity keys added later, with the value runs saved before them had.
+_ADDED_KEYS = {"pooling": "cls"}
 
 
 def epoch_order(num_examples: int, seed: int, epoch: int) -> np.ndarray:
@@ -64,6 +66,8 @@ def check_config(directory: str, config: Dict[str, Any]) -> None:
         return
     with open(path, encoding="utf-8") as f:
         saved = json.load(f)
+    for key, value in _ADDED_KEYS.items():
+        saved.setdefault(key, value)
     # Compare through JSON so tuples/lists and ints/floats read alike.
     current = json.loads(json.dumps(current))
     diff = [f"{k}: {saved.get(k)!r} -> {current[k]!r}" for k in IDENTITY_KEYS

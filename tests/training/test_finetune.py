@@ -451,6 +451,13 @@ def test_resume_refuses_changed_settings(tmp_path):
     resume.check_config(directory, dict(config, eval_batch_size=7, strategy="mirrored"))
     with pytest.raises(ValueError, match=r"learning_rate: 5e-05 -> 0.001.*`overwrite=True`"):
         resume.check_config(directory, dict(config, learning_rate=1e-3))
+    with pytest.raises(ValueError, match=r"pooling: 'cls' -> 'mean'"):
+        resume.check_config(directory, dict(config, pooling="mean"))
+    # A checkpoint saved before `pooling` existed was a cls head: it resumes.
+    saved = json.loads((tmp_path / "checkpoints" / resume.CONFIG_FILE).read_text())
+    del saved["pooling"]
+    (tmp_path / "checkpoints" / resume.CONFIG_FILE).write_text(json.dumps(saved))
+    resume.check_config(directory, config)
 
 
 def test_epoch_order_is_a_fixed_permutation_per_epoch():
