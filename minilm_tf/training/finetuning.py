@@ -270,7 +270,7 @@ def _classification_run(config, encoder, data, strategy, log, workdir, checkpoin
         "saved_model": saved,
         **({"task_distillation": distillation} if distillation else {}),
         "_settings": {"sequence_length": config.resolved_sequence_length(),
-                      "pooling": head_pooling(config.pooling, encoder),
+                      "pooling": getattr(task.model, "pooling", "cls"),  # the head built
                       "total_steps": total_steps,
                       "warmup_steps": int(round(total_steps * config.warmup_ratio))},
         "_model": task.model,
