@@ -34,8 +34,15 @@ def distill(workdir, *args, check=True, preexec_fn=None):
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, preexec_fn=preexec_fn,
     )
     if check and result.returncode != 0:
-        raise AssertionError(result.stdout + result.stderr[-3000:])
+        raise AssertionError(result.stdout + _stderr_excerpt(result.stderr))
     return result
+
+
+def _stderr_excerpt(stderr):
+    """The end of stderr, and for a crash also its start (the signal, the crashing thread)."""
+    crash = stderr.find("Fatal Python error")
+    head = stderr[crash:crash + 2500] + "\n[...]\n" if crash >= 0 else ""
+    return head + stderr[-3000:]
 
 
 @pytest.fixture(scope="module")
