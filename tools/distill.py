@@ -66,6 +66,7 @@ def main(argv):
         os.path.join(os.path.dirname(os.path.abspath(__file__)), "finetune.py"),
         "--model", report["student_dir"],
         "--task", "rotten_tomatoes",
+        "--pooling", "auto",
         "--workdir",
         os.path.join(os.path.dirname(report["student_dir"]), "finetune_rotten_tomatoes"),
     ]

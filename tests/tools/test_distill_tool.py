@@ -190,6 +190,7 @@ def test_next_command_is_quoted_and_uses_this_interpreter(tmp_path, small_corpus
     assert args == {
         "--model": str(workdir / "student"),
         "--task": "rotten_tomatoes",
+        "--pooling": "auto",
         "--workdir": str(workdir / "finetune_rotten_tomatoes"),
     }
     assert (workdir / "student" / "config.json").is_file()
