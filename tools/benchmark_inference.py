@@ -42,6 +42,8 @@ flags.DEFINE_integer("sequence_length", 128, "Tokens per example for every model
 flags.DEFINE_list("batch_sizes", ["1", "32"], "Batch sizes timed.")
 flags.DEFINE_integer("num_threads", 1, "Threads for TensorFlow (intra/inter-op) and TFLite.")
 flags.DEFINE_integer("num_examples", 64, "Texts timed per variant and batch size.")
+flags.DEFINE_integer("rounds", 5, "Timing rounds per variant and batch size; the teacher and "
+                     "the student alternate round by round (A B, B A, ...).")
 flags.DEFINE_string("texts_task", "rotten_tomatoes", "Task whose validation texts are used.")
 flags.DEFINE_string("texts_file", None, "Or a text file, one text per line.")
 flags.DEFINE_string("workdir", None, "Keep the exported SavedModels / .tflite files here "
@@ -97,23 +99,24 @@ def main(argv):
         print(f"error: {e}", file=sys.stderr)
         return 1
     workdir = FLAGS.workdir or tempfile.mkdtemp(prefix="minilm_bench_")
-    rows = []
     t0 = time.perf_counter()
     try:
-        for role, spec, source in models:
-            inputs = bm.Inputs(texts.texts, texts.text_pairs,
-                               src.keras_tokenize(source, texts.texts, texts.text_pairs))
-            for row in bm.benchmark_model(
-                    source, inputs, variants, batch_sizes, FLAGS.num_threads,
-                    os.path.join(workdir, role), role, calibration_texts=texts.texts,
-                    log=logging.info):
-                row["spec"] = spec
-                rows.append(row)
+        prepared = [(role, source, bm.Inputs(texts.texts, texts.text_pairs,
+                                             src.keras_tokenize(source, texts.texts,
+                                                                texts.text_pairs)))
+                    for role, _, source in models]
+        rows = bm.benchmark_models(prepared, variants, batch_sizes, FLAGS.num_threads, workdir,
+                                   calibration_texts=texts.texts, rounds=FLAGS.rounds,
+                                   log=logging.info)
     finally:
         if not FLAGS.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
+    spec_of = {role: spec for role, spec, _ in models}
+    for row in rows:
+        row["spec"] = spec_of[row["model"]]
     print(bm.format_table(rows, batch_sizes))
     result = {"rows": rows, "texts": texts.description, "num_threads": FLAGS.num_threads,
+              "rounds": FLAGS.rounds,
               "sequence_length": FLAGS.sequence_length, "batch_sizes": batch_sizes,
               "wall_time_sec": round(time.perf_counter() - t0, 1)}
     for b in batch_sizes:

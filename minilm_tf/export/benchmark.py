@@ -1,11 +1,13 @@
-"""Latency / size of one model across Keras, SavedModel and TFLite variants
+"""Latency / size of models across Keras, SavedModel and TFLite variants
 (used by tools/benchmark_inference.py).
 
 Every variant gets the same inputs: the texts of a task tokenised once by
 the keras-hub preprocessor and padded to the common sequence length (model
 cost only), except the `*_text` variants, which take the raw strings and
 tokenise inside (end-to-end). Latency is the median over single examples
-(batch 1) and per example over batches of `batch_size`, after warm-up.
+(batch 1) and per example over batches of `batch_size`, after warm-up, over
+several rounds in which the models of one variant (teacher and student)
+take turns, so that their ratio is measured in the same stretch of time.
 """
 
 from __future__ import annotations
@@ -47,9 +49,7 @@ class Inputs:
         return out
 
 
-def _time_calls(fn, batches: Sequence, warmup: int = 2) -> list[float]:
-    for b in batches[:max(warmup, 1)]:
-        fn(b)
+def _time_calls(fn, batches: Sequence) -> list[float]:
     times = []
     for b in batches:
         t0 = time.perf_counter()
@@ -58,17 +58,47 @@ def _time_calls(fn, batches: Sequence, warmup: int = 2) -> list[float]:
     return times
 
 
-def _latency(fn, make_batch, n: int, batch_sizes: Sequence[int]) -> dict:
-    out = {}
-    for bs in batch_sizes:
-        batches = [make_batch(s, min(s + bs, n)) for s in range(0, n - bs + 1, bs)] or [
-            make_batch(0, n)]
-        times = _time_calls(fn, batches)
-        sizes = [len(next(iter(b.values()))) for b in batches]
-        per_example = [1000.0 * t / s for t, s in zip(times, sizes)]
-        out[f"batch_{bs}"] = {"median_ms_per_example": statistics.median(per_example),
-                              "batches": len(batches), "batch_size": bs}
-    return out
+def _batches(make_batch, n: int, batch_size: int) -> list:
+    return [make_batch(s, min(s + batch_size, n))
+            for s in range(0, n - batch_size + 1, batch_size)] or [make_batch(0, n)]
+
+
+@dataclasses.dataclass
+class Prepared:
+    """One model's variant, ready to time: its row (size, accuracy vs
+    Keras), the call and the batch maker."""
+
+    row: dict
+    fn: object
+    make: object
+    n: int
+
+
+def time_interleaved(groups: Sequence[Sequence[Prepared]], batch_sizes: Sequence[int],
+                     rounds: int = 5, warmup: int = 2) -> None:
+    """Times every variant at every batch size, the models of one variant in
+    alternating rounds (A B, B A, ...), so that a slower stretch of a shared
+    machine falls on all of them; fills each row's `latency` with the median
+    over all rounds of the milliseconds per example."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}.")
+    for variant in zip(*groups):  # the same variant of every model
+        for bs in batch_sizes:
+            work = []
+            for p in variant:
+                batches = _batches(p.make, p.n, bs)
+                for b in batches[:max(warmup, 1)]:
+                    p.fn(b)
+                work.append((p, batches, []))
+            for r in range(rounds):
+                for p, batches, per_example in (work if r % 2 == 0 else work[::-1]):
+                    times = _time_calls(p.fn, batches)
+                    per_example += [1000.0 * t / len(next(iter(b.values())))
+                                    for t, b in zip(times, batches)]
+            for p, batches, per_example in work:
+                p.row.setdefault("latency", {})[f"batch_{bs}"] = {
+                    "median_ms_per_example": statistics.median(per_example),
+                    "batches": len(batches), "batch_size": bs, "rounds": rounds}
 
 
 def dir_size(path: str) -> int:
@@ -90,18 +120,18 @@ def keras_variant(source: src.ExportSource):
     return run, size
 
 
-def benchmark_model(
+def prepare_model(
     source: src.ExportSource,
     inputs: Inputs,
     variants: Sequence[str] = DEFAULT_VARIANTS,
-    batch_sizes: Sequence[int] = (1, 32),
     num_threads: int = 1,
     workdir: str | None = None,
     name: str = "model",
     calibration_texts: Sequence[str] | None = None,
     log=print,
-) -> list[dict]:
-    """One row per variant: size, parameters, latency, max abs diff vs Keras."""
+) -> list[Prepared]:
+    """Builds (exports, converts, loads) every variant of one model and
+    checks its outputs against Keras; `time_interleaved` times them."""
     bad = [v for v in variants if v not in VARIANTS]
     if bad:
         raise ValueError(f"Unknown variants {bad}; choose from {VARIANTS}.")
@@ -109,7 +139,7 @@ def benchmark_model(
     n = len(inputs.texts)
     params = count_params(source.model)
     main = src.main_output(source)
-    rows = []
+    prepared = []
     keras_run, keras_size = keras_variant(source)
     reference = keras_run(inputs.ids(0, n))[main]
     saved = None
@@ -164,10 +194,28 @@ def benchmark_model(
         out = fn(make(0, n))
         row["max_abs_diff_vs_keras"] = float(np.max(np.abs(np.asarray(out[main]) - reference)))
         row["size_mb"] = round(size / 2**20, 2)
-        row["latency"] = _latency(fn, make, n, batch_sizes)
         row["setup_seconds"] = round(time.perf_counter() - t0, 1)
-        rows.append(row)
-        log(f"{name} {variant}: {row['size_mb']} MB, " + ", ".join(
+        prepared.append(Prepared(row, fn, make, n))
+        log(f"{name} {variant}: {row['size_mb']} MB, max|diff| vs Keras "
+            f"{row['max_abs_diff_vs_keras']:.1e}")
+    return prepared
+
+
+def benchmark_models(models: Sequence[tuple[str, src.ExportSource, Inputs]],
+                     variants: Sequence[str] = DEFAULT_VARIANTS,
+                     batch_sizes: Sequence[int] = (1, 32), num_threads: int = 1,
+                     workdir: str | None = None, calibration_texts: Sequence[str] | None = None,
+                     rounds: int = 5, log=print) -> list[dict]:
+    """One row per (model, variant): size, parameters, max abs diff vs Keras
+    and latency, the models of each variant timed interleaved."""
+    workdir = workdir or tempfile.mkdtemp(prefix="minilm_bench_")
+    groups = [prepare_model(source, inputs, variants, num_threads, os.path.join(workdir, name),
+                            name, calibration_texts, log)
+              for name, source, inputs in models]
+    time_interleaved(groups, batch_sizes, rounds)
+    rows = [p.row for group in groups for p in group]
+    for row in rows:
+        log(f"{row['model']} {row['variant']}: " + ", ".join(
             f"{k} {v['median_ms_per_example']:.2f} ms/ex" for k, v in row["latency"].items()))
     return rows
 

@@ -121,3 +121,4 @@ def test_benchmark_inference_tool(models):
     for row in result["rows"]:
         assert row["max_abs_diff_vs_keras"] < 1e-4, row
         assert row["latency"]["batch_1"]["median_ms_per_example"] > 0
+        assert row["latency"]["batch_4"]["rounds"] == 5
