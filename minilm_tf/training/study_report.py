@@ -1,6 +1,7 @@
 """The objective study's results: its table (retention, seed std, the
-difference from the baseline in seed stds), markdown, bar chart, and the
-retention-vs-tokens curve."""
+difference from the baseline in seed stds), the verdict per task (does a
+distilled student beat keeping teacher layers?), markdown, bar chart, and
+the retention-vs-tokens curve."""
 
 from __future__ import annotations
 
@@ -37,15 +38,16 @@ def study_table(study) -> dict:
             report = study.distilled[row]
             entry["distillation"] = _distillation_summary(report)
         for task in config.tasks:
-            values = [_metric(study.results[(model, task.name, s)]) for s in config.seeds
-                      if (model, task.name, s) in study.results]
-            values = [v for v in values if v is not None]
+            by_seed = {s: _metric(study.results[(model, task.name, s)]) for s in config.seeds
+                       if (model, task.name, s) in study.results}
+            by_seed = {s: v for s, v in by_seed.items() if v is not None}
+            values = list(by_seed.values())
             mean, std = _stats(values)
             if model == TEACHER:
                 teacher_mean[task.name] = mean
             base = teacher_mean.get(task.name)
             entry["tasks"][task.name] = {
-                "values": values, "mean": mean, "std": std,
+                "values": values, "seeds": list(by_seed), "mean": mean, "std": std,
                 "retention_pct": 100.0 * mean / base if mean is not None and base else None,
                 "retention_std_pct": 100.0 * std / base if std is not None and base else None,
             }
@@ -54,11 +56,58 @@ def study_table(study) -> dict:
     for (_, task, _), report in study.results.items():
         metrics.setdefault(task, f"{report.get('main_metric')} on "
                            f"{'test' if report.get('test_metric') is not None else 'validation'}")
-    return {"teacher": config.distill["teacher"], "steps": config.steps,
-            "tokens_per_row": config.steps * config.distill["train"]["batch_size"]
-            * config.distill["data"]["seq_length"],
-            "seeds": list(config.seeds), "finetune": config.finetune,
-            "metrics": metrics, "rows": rows}
+    table = {"teacher": config.distill["teacher"], "steps": config.steps,
+             "tokens_per_row": config.steps * config.distill["train"]["batch_size"]
+             * config.distill["data"]["seq_length"],
+             "seeds": list(config.seeds), "finetune": config.finetune,
+             "metrics": metrics, "rows": rows}
+    table["verdicts"] = verdicts(table)
+    return table
+
+
+def verdicts(table: Mapping) -> dict:
+    """Per task: the best student, and every other student against
+    `none/teacher_layers` (the same shape without distillation): the
+    difference in points and in seed stds (the larger of the two rows'), the
+    seeds at which it is ahead (paired by fine-tuning seed), and the reading:
+    `beats` / `worse` beyond one seed std, else `within the seed noise`."""
+    base = next((r for r in table["rows"] if r["model"] == BASELINE), None)
+    out = {}
+    for task in table["rows"][0]["tasks"]:
+        students = [r for r in table["rows"]
+                    if r["model"] != TEACHER and r["tasks"][task]["mean"] is not None]
+        if not students:
+            continue
+        best = max(students, key=lambda r: r["tasks"][task]["mean"])
+        entry = {"best": best["model"], "best_retention_pct": best["tasks"][task]["retention_pct"],
+                 "against_baseline": []}
+        b = base and base["tasks"][task]
+        if b and b["mean"] is not None:
+            base_by_seed = dict(zip(b["seeds"], b["values"]))
+            for row in students:
+                if row is base:
+                    continue
+                t = row["tasks"][task]
+                diff = 100.0 * (t["mean"] - b["mean"])
+                stds = [x for x in (t["std"], b["std"]) if x]
+                std = 100.0 * max(stds) if stds else None
+                paired = [v - base_by_seed[s] for s, v in zip(t["seeds"], t["values"])
+                          if s in base_by_seed]
+                if std is None:
+                    reading = "no seed std to judge by (one seed)"
+                elif diff > std:
+                    reading = "beats"
+                elif diff < -std:
+                    reading = "worse"
+                else:
+                    reading = "within the seed noise"
+                entry["against_baseline"].append({
+                    "model": row["model"], "points": diff,
+                    "stds": diff / std if std else None,
+                    "seeds_ahead": sum(d > 0 for d in paired), "seeds_paired": len(paired),
+                    "reading": reading})
+        out[task] = entry
+    return out
 
 
 def _distillation_summary(report: Mapping) -> dict:
@@ -100,7 +149,24 @@ def study_markdown(table: Mapping) -> str:
             reference = None if base is None or row is base else base["tasks"][task]
             cells += [value, _fmt(t["retention_pct"], ".1f"), _difference(t, reference)]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _verdict_lines(table.get("verdicts") or {})
     return "\n".join(lines) + "\n"
+
+
+def _verdict_lines(by_task: Mapping) -> list[str]:
+    if not by_task:
+        return []
+    lines = ["", f"Against `{BASELINE}` (the same student shape, teacher layers kept, "
+             "no distillation); a difference counts beyond one seed std (the larger of "
+             "the two rows'); seeds ahead are paired by fine-tuning seed:", ""]
+    for task, v in by_task.items():
+        best = f"best student `{v['best']}` ({_fmt(v['best_retention_pct'], '.1f')}% of the teacher)"
+        lines.append(f"- {task}: {best}.")
+        for a in v["against_baseline"]:
+            stds = "" if a["stds"] is None else f", {a['stds']:+.1f} std"
+            lines.append(f"  - `{a['model']}`: {a['points']:+.2f} pts{stds}, ahead at "
+                         f"{a['seeds_ahead']} of {a['seeds_paired']} seeds: {a['reading']}")
+    return lines
 
 
 def _difference(entry: Mapping, base: Mapping | None) -> str:

@@ -89,6 +89,10 @@ def test_study_writes_table_charts_and_resumes_after_sigkill(setup, read_until):
     assert distilled["minilm/teacher_layers"]["teacher_layers_copied"] == [0]
     markdown = (workdir / "study.md").read_text()
     assert "| minilm/teacher_layers |" in markdown and "vs none/teacher_layers" in markdown
+    verdict = table["verdicts"]["toy"]["against_baseline"]
+    assert [v["model"] for v in verdict] == ["minilm/teacher_layers"]
+    assert verdict[0]["seeds_paired"] == 2
+    assert f"  - `minilm/teacher_layers`: {verdict[0]['points']:+.2f} pts" in markdown
     for png in ("study.png", "curve.png"):
         assert (workdir / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     curve = json.loads((workdir / "curve.json").read_text())
