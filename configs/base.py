@@ -10,7 +10,9 @@ Keys (all overridable on the command line, e.g. --config.train.steps=100):
   num_relation_heads: MiniLMv2 relation heads (None = 48); ignored by v1.
   student: num_layers, hidden_dim, num_heads, intermediate_dim (None = the
     teacher's ratio), init ("random" | "teacher_layers": evenly spaced teacher layers |
-    "teacher_bottom": the first ones; both need the teacher's widths), dropout.
+    "teacher_bottom": the first ones; both need the teacher's widths), dropout,
+    freeze_embeddings (True: keep the token/position/segment embeddings and
+    their LayerNorm as copied from the teacher; needs a teacher_* init).
   data: sources (comma-separated files/dirs/globs, tfds:NAME, and the built-in
     offline corpora builtin:bbc_news, builtin:speeches,
     builtin:guardian_headlines, builtin:hamlet),
@@ -48,6 +50,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.student.intermediate_dim = config_dict.placeholder(int)
     config.student.init = "random"
     config.student.dropout = 0.1
+    config.student.freeze_embeddings = False
 
     config.data = ml_collections.ConfigDict()
     config.data.sources = "builtin:bbc_news"

@@ -17,7 +17,7 @@ import os
 import statistics
 import tempfile
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -69,8 +69,8 @@ class Prepared:
     Keras), the call and the batch maker."""
 
     row: dict
-    fn: object
-    make: object
+    fn: Callable[[dict], object]
+    make: Callable[[int, int], dict]
     n: int
 
 

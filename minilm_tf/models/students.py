@@ -133,6 +133,28 @@ def _copy_teacher_layers(teacher: keras.Model, student: keras.Model, init: str) 
     return {"mode": init, "copied": copied, "teacher_layers": chosen}
 
 
+def embedding_layers(backbone: keras.Model) -> list:
+    """The backbone's layers with weights before its first transformer layer:
+    the token, position and segment embeddings and their LayerNorm (and an
+    ELECTRA-style projection)."""
+    first = backbone.transformer_layers[0]
+    layers = []
+    for layer in backbone.layers:
+        if layer is first:
+            return layers
+        if layer.weights:
+            layers.append(layer)
+    raise ValueError(f"{backbone.name} has no transformer layer after its embeddings.")
+
+
+def freeze_embeddings(backbone: keras.Model) -> list[str]:
+    """Makes `embedding_layers(backbone)` untrainable; returns their names."""
+    layers = embedding_layers(backbone)
+    for layer in layers:
+        layer.trainable = False
+    return [layer.name for layer in layers]
+
+
 def count_params(model: keras.Model) -> int:
     """Number of scalar weights in a model."""
     return int(sum(np.prod(w.shape) for w in model.weights))

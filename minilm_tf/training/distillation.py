@@ -37,7 +37,7 @@ from minilm_tf import data as corpus
 from minilm_tf.models.distiller import MiniLMDistiller
 from minilm_tf.models.encoders import LoadedEncoder, load_teacher, save_encoder
 from minilm_tf.training.model_cards import distillation_card
-from minilm_tf.models.students import build_student, count_params
+from minilm_tf.models.students import build_student, count_params, freeze_embeddings
 from minilm_tf.optimizers.adamw import make_adamw
 from minilm_tf.training.checkpointing import RunInterrupted, StopSignals, seed_states
 from minilm_tf.training.distillation_config import (
@@ -165,6 +165,8 @@ def _build_models(run: _Run) -> None:
             dropout=student_cfg["dropout"],
             seed=train["seed"],
         )
+        if student_cfg.get("freeze_embeddings"):
+            run.student.metadata["init"]["frozen"] = freeze_embeddings(run.student.backbone)
 
 
 def _build_distiller(run: _Run) -> tf.train.Checkpoint:

@@ -27,17 +27,22 @@ _IDENTITY_KEYS = (
     ("student", "num_heads"),
     ("student", "intermediate_dim"),
     ("student", "init"),
+    ("student", "freeze_embeddings"),
     ("data", "seq_length"),
 )
 
 
 # Keys where runs saved by earlier versions wrote 0 for "unset" (now None).
 _ZERO_MEANT_UNSET = (("num_relation_heads",), ("student", "intermediate_dim"))
+# Keys that runs saved by earlier versions lack, with the value they ran with.
+_ADDED_KEYS = {("student", "freeze_embeddings"): False}
 
 
 def _get(config: Mapping, path: tuple[str, ...]) -> Any:
     value = config
     for key in path:
+        if key not in value and path in _ADDED_KEYS:
+            return _ADDED_KEYS[path]
         value = value[key]
     if path in _ZERO_MEANT_UNSET and value == 0:
         return None
@@ -83,6 +88,12 @@ def validate_config(config: Mapping) -> None:
     parse_objective(config["objective"])
     if config["student"]["init"] not in INITS:
         raise ValueError(f"student.init must be one of {INITS}, got {config['student']['init']!r}.")
+    if config["student"].get("freeze_embeddings") and config["student"]["init"] == "random":
+        raise ValueError(
+            "student.freeze_embeddings=True keeps the student's embeddings as initialised, "
+            "and student.init='random' initialises them randomly: set student.init to "
+            "teacher_layers or teacher_bottom (the teacher's embeddings), or "
+            "freeze_embeddings=False.")
 
 
 def check_resume_compatible(saved: Mapping, config: Mapping) -> None:

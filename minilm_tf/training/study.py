@@ -199,7 +199,7 @@ def _row_config(config: StudyConfig, row: Row):
 
 # Recipe settings added after a study may have started, with the value that
 # reproduces what its runs did before the setting existed.
-_ADDED_SETTINGS = {("train", "fast_paths"): "true"}
+_ADDED_SETTINGS = {("train", "fast_paths"): "true", ("student", "freeze_embeddings"): False}
 
 
 def _check_identity(workdir: str, config: StudyConfig) -> None:

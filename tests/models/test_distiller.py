@@ -13,6 +13,7 @@ from minilm_tf import MiniLMDistiller, build_student, save_encoder
 from minilm_tf.layers import relation_model
 from minilm_tf.losses import MiniLMDistillationLoss
 from minilm_tf.models.encoders import set_feedforward_activation
+from minilm_tf.models.students import freeze_embeddings
 
 
 def _dataset(num_batches, seed):
@@ -79,6 +80,27 @@ def test_student_from_teacher_layers_copies_weights():
             np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="init='random'"):
         build_student(teacher, num_layers=2, hidden_dim=16, num_heads=4, init="teacher_layers")
+
+
+def test_frozen_embeddings_stay_the_teachers_while_the_layers_learn():
+    teacher = tiny_encoder(num_layers=4, hidden_dim=32, num_heads=4, seed=6)
+    student = build_student(teacher, num_layers=2, hidden_dim=32, num_heads=4,
+                            init="teacher_layers", seed=7)
+    names = freeze_embeddings(student.backbone)
+    assert names == ["token_embedding", "position_embedding", "segment_embedding",
+                     "embeddings_layer_norm"]
+    layers_before = [w.numpy().copy() for w in student.backbone.transformer_layers[1].weights]
+    distiller = MiniLMDistiller(teacher, student, objective="minilm+embedding_mse")
+    frozen = {id(w) for n in names for w in student.backbone.get_layer(n).weights}
+    assert frozen and not frozen & {id(v) for v in distiller.student_variables}
+    distiller.compile(optimizer=keras.optimizers.AdamW(3e-3))
+    distiller.fit(_dataset(3, seed=0), epochs=2, verbose=0)
+    for name in names:
+        for s_w, t_w in zip(student.backbone.get_layer(name).weights,
+                            teacher.backbone.get_layer(name).weights):
+            np.testing.assert_array_equal(s_w.numpy(), t_w.numpy())
+    assert all(not np.array_equal(old, new.numpy()) for old, new in zip(
+        layers_before, student.backbone.transformer_layers[1].weights))
 
 
 @pytest.mark.parametrize("init,expected", [("teacher_layers", [0, 2, 5]),

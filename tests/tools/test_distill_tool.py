@@ -191,6 +191,8 @@ def test_next_command_is_quoted_and_uses_this_interpreter(tmp_path, small_corpus
         "--model": str(workdir / "student"),
         "--task": "rotten_tomatoes",
         "--pooling": "auto",
+        "--learning_rate": "1e-4",
+        "--sequence_length": "64",
         "--workdir": str(workdir / "finetune_rotten_tomatoes"),
     }
     assert (workdir / "student" / "config.json").is_file()

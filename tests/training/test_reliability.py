@@ -163,6 +163,17 @@ def test_bad_config_values(key, value, message):
         validate_config(_config(**{key: value}))
 
 
+def test_frozen_embeddings_need_copied_ones_and_old_runs_resume_unfrozen():
+    with pytest.raises(ValueError, match="set student.init to teacher_layers or teacher_bottom"):
+        validate_config(_config(student__freeze_embeddings=True, student__init="random"))
+    validate_config(_config(student__freeze_embeddings=True))  # the demo's teacher_layers
+    saved = demo_cpu.get_config().to_dict()
+    del saved["student"]["freeze_embeddings"]  # a run saved before the key existed
+    check_resume_compatible(saved, demo_cpu.get_config().to_dict())
+    with pytest.raises(ValueError, match="student.freeze_embeddings: False .* True now"):
+        check_resume_compatible(saved, _config(student__freeze_embeddings=True).to_dict())
+
+
 def test_failed_start_does_not_pin_the_workdir_to_its_config(tmp_path, corpus):
     workdir = tmp_path / "run"
     code, out = _run(workdir, _tiny_args(corpus, 2, ["--config.data.seq_length=100000"]))
