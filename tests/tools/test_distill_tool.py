@@ -11,6 +11,7 @@ import sys
 import keras_hub
 import numpy as np
 import pytest
+import crash_report
 from locations import REPO_ROOT, TOOLS_DIR
 
 TINY = [
@@ -34,15 +35,8 @@ def distill(workdir, *args, check=True, preexec_fn=None):
         capture_output=True, text=True, cwd=REPO_ROOT, timeout=600, preexec_fn=preexec_fn,
     )
     if check and result.returncode != 0:
-        raise AssertionError(result.stdout + _stderr_excerpt(result.stderr))
+        raise AssertionError(result.stdout + crash_report.excerpt(result.stderr))
     return result
-
-
-def _stderr_excerpt(stderr):
-    """The end of stderr, and for a crash also its start (the signal, the crashing thread)."""
-    crash = stderr.find("Fatal Python error")
-    head = stderr[crash:crash + 2500] + "\n[...]\n" if crash >= 0 else ""
-    return head + stderr[-3000:]
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ from minilm_tf.utils.fileio import atomic_directory
 from minilm_tf.training.distillation_config import check_resume_compatible, validate_config
 
 from configs import demo_cpu
+import crash_report
 from locations import REPO_ROOT, TOOLS_DIR
 
 
@@ -73,7 +74,7 @@ def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus, 
     steps = 30  # long enough that SIGTERM lands during training
     args = _tiny_args(corpus, steps)
     code, out = _run(tmp_path / "straight", args)
-    assert code == 0, out[-3000:]
+    assert code == 0, crash_report.excerpt(out)
 
     workdir = tmp_path / "interrupted"
     proc = _start(workdir, args)
@@ -87,13 +88,13 @@ def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus, 
     assert "Resumed from" in resumed
     proc.send_signal(signal.SIGTERM)  # preemption: save, then exit
     rest, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 130, rest[-3000:]
+    assert proc.returncode == 130, crash_report.excerpt(rest)
     assert "Interrupted by signal 15" in rest
     saved_step = int(tf.train.latest_checkpoint(str(workdir / "checkpoints")).rsplit("-", 1)[1])
     assert saved_step >= 3  # saved where it stopped, not only at the interval
 
     code, out = _run(workdir, args)
-    assert code == 0, out[-3000:]
+    assert code == 0, crash_report.excerpt(out)
     assert f"at step {saved_step}" in out
     report = json.loads((workdir / "report.json").read_text())
     assert report["steps"] == steps and report["resumed_from_step"] == saved_step
@@ -108,7 +109,7 @@ def test_killed_and_signalled_runs_resume_to_the_same_student(tmp_path, corpus, 
 def test_partial_checkpoint_is_ignored_and_full_disk_keeps_previous(tmp_path, corpus):
     workdir = tmp_path / "run"
     code, out = _run(workdir, _tiny_args(corpus, 2))
-    assert code == 0, out[-3000:]
+    assert code == 0, crash_report.excerpt(out)
     checkpoints = workdir / "checkpoints"
     # A write killed half-way leaves files the checkpoint index never names.
     (checkpoints / "ckpt-9.index").write_bytes(b"\x00garbage")
@@ -180,7 +181,7 @@ def test_failed_start_does_not_pin_the_workdir_to_its_config(tmp_path, corpus):
     assert code == 1
     assert "error: data.seq_length=100000 exceeds the teacher's position embeddings (512)" in out
     code, out = _run(workdir, _tiny_args(corpus, 2))  # the fixed command, same workdir
-    assert code == 0, out[-3000:]
+    assert code == 0, crash_report.excerpt(out)
     assert "different setup" not in out
     assert json.loads((workdir / "report.json").read_text())["steps"] == 2
     saved = json.loads((workdir / "run_config.json").read_text())
