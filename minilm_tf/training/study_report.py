@@ -88,9 +88,7 @@ def verdicts(table: Mapping) -> dict:
                 if row is base:
                     continue
                 t = row["tasks"][task]
-                diff = 100.0 * (t["mean"] - b["mean"])
-                stds = [x for x in (t["std"], b["std"]) if x]
-                std = 100.0 * max(stds) if stds else None
+                diff, std = _gap(t, b)
                 paired = [v - base_by_seed[s] for s, v in zip(t["seeds"], t["values"])
                           if s in base_by_seed]
                 if std is None:
@@ -169,15 +167,19 @@ def _verdict_lines(by_task: Mapping) -> list[str]:
     return lines
 
 
+def _gap(entry: Mapping, base: Mapping) -> tuple[float, float | None]:
+    """Points above the baseline, and the larger of the two seed stds in
+    points (None without one)."""
+    stds = [s for s in (entry["std"], base["std"]) if s]
+    return 100.0 * (entry["mean"] - base["mean"]), (100.0 * max(stds) if stds else None)
+
+
 def _difference(entry: Mapping, base: Mapping | None) -> str:
     """Points above the baseline, and that difference in the larger seed std."""
     if base is None or entry["mean"] is None or base["mean"] is None:
         return "-"
-    diff = 100.0 * (entry["mean"] - base["mean"])
-    stds = [s for s in (entry["std"], base["std"]) if s]
-    if not stds:
-        return f"{diff:+.2f}"
-    return f"{diff:+.2f} / {diff / (100.0 * max(stds)):+.1f}"
+    diff, std = _gap(entry, base)
+    return f"{diff:+.2f}" if std is None else f"{diff:+.2f} / {diff / std:+.1f}"
 
 
 def study_chart(table: Mapping, path: str) -> None:
