@@ -19,6 +19,7 @@ from minilm_tf.data.packing import (
     make_wordpiece_fn,
     pack_pair,
     pack_single,
+    tokenize_batches,
 )
 from minilm_tf.data.text_sources import (
     CorpusStats,
@@ -152,11 +153,8 @@ def _as_dataset(texts: Sequence[str] | tf.data.Dataset) -> tf.data.Dataset:
 
 def count_tokens(texts: Sequence[str], tokenizer, batch_size: int = 512) -> int:
     """Tokens of `texts` under a keras-hub tokenizer (special tokens excluded)."""
-    total = 0
-    for start in range(0, len(texts), batch_size):
-        # keras-hub tokenizers return eager results as lists of id lists.
-        total += sum(map(len, tokenizer(list(texts[start:start + batch_size]))))
-    return total
+    return sum(int(tf.reduce_sum(batch.row_lengths()))
+               for batch in tokenize_batches(tokenizer, texts, batch_size))
 
 
 def padding_fraction(dataset: tf.data.Dataset, num_batches: int) -> float:

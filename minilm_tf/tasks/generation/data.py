@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
+from minilm_tf.data.packing import tokenize_batches
 from minilm_tf.data.splits import split_fingerprint, stable_stratified_split
 from minilm_tf.tasks.generation.model import IGNORE_LABEL
 from minilm_tf.utils.packaged import package_path
@@ -334,14 +335,7 @@ class Seq2SeqPacker:
         self.pad_id = int(tokenizer.pad_token_id)
 
     def token_ids(self, texts: Sequence[str]) -> List[List[int]]:
-        import tensorflow as tf
-
-        if not texts:
-            return []
-        out = self.tokenizer(tf.constant(list(texts)))
-        if hasattr(out, "to_list"):  # a RaggedTensor
-            return out.to_list()
-        return [list(map(int, row)) for row in (out.numpy() if hasattr(out, "numpy") else out)]
+        return [row for batch in tokenize_batches(self.tokenizer, texts) for row in batch.to_list()]
 
     def pack_sources(self, sources: Sequence[str]):
         """(source_ids, source_mask, number truncated) for source texts."""
