@@ -94,6 +94,8 @@ def test_benchmark_two_precisions_padding_and_profile(tmp_path):
     assert "(a) distillation step" in stdout and "overhead a/(b+c)" in stdout
 
 
+# Slow: the XLA relation loss is checked against numpy in tests/losses; this runs it in the tool.
+@pytest.mark.slow
 def test_benchmark_minilmv2_with_xla(tmp_path):
     report, _ = _run(tmp_path, "--objective", "minilmv2", "--num_relation_heads", "4",
                      "--jit_compile=true")
@@ -122,6 +124,9 @@ def test_benchmark_compares_objectives_in_one_process(tmp_path):
     assert "(a2) step, compared" in stdout and "minilmv2, fast paths on, runs at" in stdout
 
 
+# Slow: the comparison code path is test_benchmark_compares_objectives_in_one_process's;
+# the fast paths themselves are tests/layers/test_fast_paths.py.
+@pytest.mark.slow
 def test_benchmark_compares_fast_paths_in_one_process(tmp_path):
     report, stdout = _run(tmp_path, "--compare_fast_paths", "--jit_compile=false")
     (result,) = report["results"]

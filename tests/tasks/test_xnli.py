@@ -90,6 +90,8 @@ def test_cross_lingual_summary():
     assert summary["zero_shot_average"] == pytest.approx(0.55)
 
 
+# Slow (a whole fine-tuning run): the splits and the per-language summary are tested above.
+@pytest.mark.slow
 def test_zero_shot_finetune_reports_every_language(tmp_path):
     encoder = export_fixtures.architecture_encoder("xlm_roberta", sentence=False)
     workdir = str(tmp_path / "run")

@@ -179,6 +179,9 @@ def test_tool_reports_bad_input_in_one_line(preset, tmp_path):
     assert "error: " in done.stderr and "missing key(s) ['target']" in done.stderr
 
 
+# Slow: tools/compare.py's seeds and table are test_finetune.py::test_tools_compare_with_seeds;
+# this adds the generation metrics through it.
+@pytest.mark.slow
 def test_compare_tool_gives_generation_retention(preset, tmp_path):
     """tools/compare.py --task_kind seq2seq: teacher and a 1-layer student, each
     fine-tuned; the table's scores and retention are the runs' own reports."""

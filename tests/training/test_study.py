@@ -139,6 +139,9 @@ def test_a_study_saved_before_a_recipe_setting_existed_resumes(tmp_path):
         study._check_identity(str(tmp_path), config)
 
 
+# Slow (a second whole study): the task-stage step itself is
+# test_finetune.py::test_task_stage_distillation_follows_the_teacher.
+@pytest.mark.slow
 def test_study_with_task_stage_distillation_uses_each_seeds_teacher(setup):
     """--kd_alpha: each student's fine-tune learns from the teacher's
     fine-tune of the same task and seed (kept as a model for that)."""
